@@ -1,0 +1,47 @@
+# make demo  - set up, then run every enabled workflow on the example inputs (profiles/local)
+# make test  - set up, then lint and run the whole test suite (a real single-node SLURM included)
+# Both are idempotent: a second run only redoes what changed.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+SNAKEMAKE := $(BIN)/snakemake
+PYTEST_ARGS ?=
+
+.PHONY: setup sysdeps venv examples demo report test lint unit clean
+
+setup: sysdeps venv examples
+
+sysdeps:
+	scripts/install_debian_packages.sh envs/debian-packages.txt
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+examples: .make/examples
+.make/examples: $(VENV)/.installed scripts/make_examples.py $(wildcard scripts/*/example_inputs.py)
+	$(BIN)/python scripts/make_examples.py examples
+	mkdir -p .make && touch $@
+
+demo: setup
+	@echo "== running every enabled workflow with profiles/local (progress: 'N of M steps')"
+	$(SNAKEMAKE) --profile profiles/local
+	$(SNAKEMAKE) --profile profiles/local --report results/report.html
+	$(BIN)/python scripts/demo_summary.py
+
+lint: setup
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/ruff check scripts tests bench
+	$(BIN)/ruff format --check scripts tests bench
+	$(SNAKEMAKE) --lint --cores 1
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
+
+clean:
+	rm -rf results logs benchmarks .snakemake .make examples

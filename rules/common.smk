@@ -1,0 +1,69 @@
+# Shared set-up for every workflow: config validation, safe wildcards, the target registry.
+# Everything here runs at parse time, which every SLURM job repeats: keep it cheap
+# (no directory walks, no network).
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+WORKFLOWS = ["af3", "rnaseq", "trendy", "llc", "dali"]
+SCRIPTS = Path(workflow.basedir) / "scripts"
+SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
+
+# Scripts import the shared module `common` and their own package (e.g. `af3`);
+# jobs inherit this environment, on SLURM too (every job re-parses this file).
+sys.path.insert(0, str(SCRIPTS))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [str(SCRIPTS), os.environ.get("PYTHONPATH", "")] if p
+)
+
+from common import config_errors  # noqa: E402
+
+
+def validate_config_section(data, schema_file, where):
+    """Stop before any job starts, naming the key at fault; then let Snakemake fill defaults."""
+    errors = config_errors(data, schema_file, where=where)
+    if errors:
+        raise WorkflowError("invalid configuration:\n  " + "\n  ".join(errors))
+    validate(data, str(schema_file), set_default=True)
+
+
+validate_config_section(config, SCHEMAS / "config.schema.yaml", "config")
+for _name in WORKFLOWS:
+    config.setdefault(_name, {})
+    validate_config_section(config[_name], SCHEMAS / f"{_name}.schema.yaml", _name)
+
+
+def require_path(key, path, kind="path"):
+    """Fail with the config key and the path when an input the config names is missing."""
+    if not Path(path).exists():
+        raise WorkflowError(
+            f"config key '{key}': {kind} '{path}' does not exist "
+            "(for the bundled examples run `make examples`)"
+        )
+    return path
+
+
+# A name that becomes a path component or a shell word: no separators, no leading
+# dot or dash, no spaces or shell metacharacters.
+SAFE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.+-]*"
+
+
+wildcard_constraints:
+    sample=SAFE_NAME,
+    item=SAFE_NAME,
+
+
+# Each rules/<name>.smk registers a function returning its final targets; `rule all`
+# asks only the enabled workflows, so a disabled one costs nothing at parse time.
+WORKFLOW_TARGETS = {}
+
+
+def enabled_targets(wildcards):
+    targets = []
+    for name in WORKFLOWS:
+        if config[name].get("enabled", False) and name in WORKFLOW_TARGETS:
+            targets.extend(WORKFLOW_TARGETS[name]())
+    return targets

@@ -1,0 +1,186 @@
+"""Helpers shared by every workflow's scripts: atomic writes, logging, checksums,
+subprocesses with a timeout, and concise config validation.
+
+Every script under ``scripts/<workflow>/`` imports this module (``scripts/`` is put on
+``PYTHONPATH`` by ``rules/common.smk``, and on ``sys.path`` by ``tests/conftest.py``).
+Nothing here knows about any one workflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator, Sequence
+
+import yaml
+
+log = logging.getLogger("hpcpipe")
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def setup_logging(logfile: str | os.PathLike | None = None, level: int = logging.INFO) -> logging.Logger:
+    """Log to ``logfile`` (the rule's ``log:``) and to stderr, with timestamps."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if logfile:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(logfile, mode="w"))
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    return log
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A killed job therefore leaves at most a ``.tmp-*`` file, never a file that looks complete.
+    The temporary file is in the same directory, so the final ``os.replace`` is atomic.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        # mkstemp creates mode 0600; give the result the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~umask)
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            if tmp_path.is_dir():
+                shutil.rmtree(tmp_path)
+            else:
+                tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """``open()`` for writing that renames into place on success (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
+        yield handle
+
+
+def write_json(path: str | os.PathLike, data, indent: int | None = 2) -> None:
+    """Write ``data`` as JSON atomically."""
+    with atomic_open(path) as handle:
+        json.dump(data, handle, indent=indent, sort_keys=False, default=str)
+        handle.write("\n")
+
+
+def write_table(df, path: str | os.PathLike) -> None:
+    """Write a pandas DataFrame atomically; ``.parquet`` or tab-separated text by extension."""
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, sep="\t", index=False)
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file, read in chunks (``md5`` for ENA, ``sha256`` for provenance)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hash(data, length: int = 12) -> str:
+    """Stable short hash of a JSON-serialisable value (used for content-addressed ids)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+class CommandError(RuntimeError):
+    """A command failed or timed out; the message names the command and ends with its stderr."""
+
+
+def run_command(
+    cmd: Sequence[str],
+    timeout: float | None = None,
+    cwd: str | os.PathLike | None = None,
+    env: dict | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    """Run ``cmd`` (a list, never a shell string) with a timeout; raise :class:`CommandError` on failure.
+
+    On timeout the whole process group is killed, so a hung child cannot outlive the job.
+    """
+    cmd = [str(c) for c in cmd]
+    log.debug("run: %s", " ".join(cmd))
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        out, err = proc.communicate()
+        raise CommandError(f"{cmd[0]} timed out after {timeout:g} s: {' '.join(cmd)}") from None
+    result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if check and proc.returncode != 0:
+        tail = (err or out or "").strip().splitlines()[-5:]
+        raise CommandError(f"{cmd[0]} exited {proc.returncode}: {' '.join(cmd)}\n" + "\n".join(tail))
+    return result
+
+
+# --------------------------------------------------------------------------- config validation
+
+
+def load_yaml(path: str | os.PathLike):
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def config_errors(data, schema: dict | str | os.PathLike, where: str = "config") -> list[str]:
+    """Return one readable line per schema violation: the key at fault and what was expected.
+
+    Example: ``config key 'af3.workers': 'many' is not of type 'integer'``.
+    """
+    import jsonschema
+
+    if not isinstance(schema, dict):
+        schema = load_yaml(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    lines = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        key = ".".join(str(p) for p in error.absolute_path)
+        label = f"{where} key '{key}'" if key else where
+        lines.append(f"{label}: {error.message}")
+    return lines

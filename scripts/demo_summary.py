@@ -1,0 +1,21 @@
+"""Print where each enabled workflow's results and the report are (end of `make demo`)."""
+
+import sys
+from pathlib import Path
+
+import yaml
+
+config = yaml.safe_load(Path("config/config.yaml").read_text())
+print("\n== results")
+for name in ["af3", "rnaseq", "trendy", "llc", "dali"]:
+    if not config.get(name, {}).get("enabled"):
+        continue
+    results = Path("results") / name
+    summary = results / "SUMMARY.txt"
+    print(f"{name:7s} {results}/")
+    if summary.exists():
+        for line in summary.read_text().splitlines():
+            print(f"        {line}")
+report = Path("results/report.html")
+print(f"report  {report} (open in a browser)" if report.exists() else "report  missing", file=sys.stdout)
+print("logs    logs/<workflow>/   benchmarks: benchmarks/<workflow>/")

@@ -1,0 +1,81 @@
+"""Shared pytest fixtures: the repository paths, a Snakemake runner, and a real SLURM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(SCRIPTS))  # tests import the scripts' functions directly
+
+
+def snakemake_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_workflow(
+    workdir: Path,
+    config: dict,
+    targets: list[str] | None = None,
+    profile: str = "local",
+    extra: list[str] | None = None,
+    check: bool = True,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess:
+    """Run the package's Snakefile in ``workdir`` with ``config`` (written to workdir/config.yaml).
+
+    Returns the completed process (stdout and stderr merged into ``.stdout``); with ``check``,
+    a non-zero exit fails the test and shows Snakemake's output.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "test-config.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--profile",
+        str(REPO / "profiles" / profile),
+        "--configfile",
+        str(cfg),
+        *(extra or []),
+        *(targets or []),
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=workdir,
+        env=snakemake_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"snakemake exited {proc.returncode}: {' '.join(cmd)}\n{proc.stdout[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node SLURM (Debian's slurm-wlm), started if needed, stopped if we started it."""
+    script = REPO / "tests" / "slurm_cluster.sh"
+    if shutil.which("sbatch") is None and os.geteuid() != 0:
+        pytest.skip("SLURM is not installed and we are not root")
+    out = subprocess.run([str(script), "start"], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"could not start the test SLURM:\n{out.stdout}\n{out.stderr}")
+    started = "started" in out.stdout
+    yield
+    if started:
+        subprocess.run([str(script), "stop"], capture_output=True, text=True)
