@@ -181,7 +181,19 @@ def config_errors(data, schema: dict | str | os.PathLike, where: str = "config")
     validator = jsonschema.Draft202012Validator(schema)
     lines = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        key = ".".join(str(p) for p in error.absolute_path)
+        path = [str(p) for p in error.absolute_path]
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            # Name the misspelt key itself, and what would have been accepted there.
+            allowed = sorted(error.schema.get("properties", {}))
+            for extra in sorted(set(error.instance) - set(allowed)):
+                key = ".".join([*path, str(extra)])
+                lines.append(f"{where} key '{key}': unknown key; expected one of: {', '.join(allowed)}")
+            continue
+        if error.validator == "required":
+            key = ".".join([*path, error.message.split("'")[1]]) if "'" in error.message else ".".join(path)
+            lines.append(f"{where} key '{key}': missing, and it has no default")
+            continue
+        key = ".".join(path)
         label = f"{where} key '{key}'" if key else where
         lines.append(f"{label}: {error.message}")
     return lines
