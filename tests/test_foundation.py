@@ -87,12 +87,12 @@ def test_profiles_set_greedy_scheduler_and_global_limits():
     assert os.path.isabs(slurm["shadow-prefix"])
 
 
-def test_slurm_test_cluster_script_is_idempotent(slurm_cluster):
+def test_slurm_test_cluster_script_is_idempotent(slurm_cluster, tmp_path):
     script = REPO / "tests" / "slurm_cluster.sh"
     out = subprocess.run([str(script), "start"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "running"
     job = subprocess.run(
-        ["sbatch", "--parsable", "--wrap", "echo hello from $SLURM_JOB_ID"],
+        ["sbatch", "--parsable", "--output", str(tmp_path / "%j.out"), "--wrap", "echo hello"],
         capture_output=True,
         text=True,
         check=True,
