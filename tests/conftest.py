@@ -50,6 +50,8 @@ def run_workflow(
         "--configfile",
         str(cfg),
         *(extra or []),
+        # options such as --configfile take several values: `--` ends them before the targets
+        "--",
         *(targets or []),
     ]
     proc = subprocess.run(

@@ -1,0 +1,212 @@
+"""Benchmark of the af3 workflow against the plain way, measured in the same run.
+
+1. Generates a realistic AF3 output tree (``--jobs`` jobs, MSAs of ``--msa-depth`` rows per 100
+   residues, the same proteins recurring across complexes, 4-6 samples per job), each job then
+   copied ``--copies`` times under new names (generating float-heavy JSON is slow).
+2. Baseline: ``rsync -a`` of the whole tree, then ``tar -cf`` of each job's seed directories
+   (what the original scripts did, minus their gzip). Timed.
+3. The workflow (``af3_all`` with profiles/local, ``--cores`` cores), timed; then a rerun with
+   nothing changed (the incremental cost).
+4. MSA archive: ratio of raw MSA bytes to stored bytes, and the same store compressed with xz
+   (standard library) instead of zstd, for the codec choice.
+5. Scale: a light tree of ``--dry-run-jobs`` jobs (top-level files only); discovery once, then
+   ``snakemake -n`` timed; then 100 new jobs and the number of chunks discovery rewrites.
+
+    .venv/bin/python bench/af3.py                 # defaults: 60 x 5 jobs, 13,700 for the dry run
+    .venv/bin/python bench/af3.py --jobs 200 --dry-run-jobs 0
+"""
+
+import argparse
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zstandard
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO / "scripts"))
+
+from af3 import example_inputs  # noqa: E402
+from af3.msa_store import decompress  # noqa: E402
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def snakemake(workdir: Path, config: dict, *args: str) -> tuple[float, str]:
+    (workdir / "bench-config.yaml").write_text(json.dumps(config))
+    cmd = [
+        str(BIN / "snakemake"),
+        *args,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--profile",
+        str(REPO / "profiles/local"),
+        "--configfile",
+        "bench-config.yaml",
+    ]
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"snakemake failed ({' '.join(args)}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return elapsed, proc.stdout + proc.stderr
+
+
+def af3_config(source: Path, n_chunks: int) -> dict:
+    cfg = {"af3": {"enabled": True, "source_root": str(source), "n_chunks": n_chunks}}
+    cfg.update({w: {"enabled": False} for w in ("rnaseq", "trendy", "llc", "dali")})
+    return cfg
+
+
+def replicate(source: Path, copies: int) -> int:
+    """Clone every job ``copies`` times under new names (files renamed to match): a big tree fast."""
+    made = 0
+    for job in sorted(p for p in source.iterdir() if p.is_dir()):
+        for k in range(1, copies):
+            new = f"{job.name}r{k}"
+            for path in sorted(job.rglob("*")):
+                target = source / new / str(path.relative_to(job)).replace(job.name, new)
+                if path.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target)
+            made += 1
+    return made
+
+
+def baseline(source: Path, dest: Path) -> float:
+    """rsync -a of the tree, then one tar of the seed dirs per job (sequential, as a user would)."""
+    start = time.perf_counter()
+    subprocess.run(["rsync", "-a", f"{source}/", f"{dest}/"], check=True)
+    for job in sorted(dest.iterdir()):
+        samples = sorted(p.name for p in job.glob("seed-*_sample-*"))
+        if samples:
+            subprocess.run(["tar", "-C", str(job), "-cf", str(job / "seeds.tar"), *samples], check=True)
+    return time.perf_counter() - start
+
+
+def codec_comparison(store: Path) -> list[tuple[str, int, float]]:
+    """(codec, bytes, seconds) for the store's distinct MSA texts under each candidate codec."""
+    texts = [decompress(p.read_bytes(), "zst") for p in store.rglob("*.zst")]
+    results = []
+    for label, fn in [
+        ("zstd -10 (kept)", lambda b: zstandard.ZstdCompressor(level=10).compress(b)),
+        ("zstd -19", lambda b: zstandard.ZstdCompressor(level=19).compress(b)),
+        ("xz -6 (lzma)", lambda b: lzma.compress(b, preset=6)),
+        ("xz -9e (lzma)", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME)),
+    ]:
+        start = time.perf_counter()
+        size = sum(len(fn(t)) for t in texts)
+        results.append((label, size, time.perf_counter() - start))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=60, help="jobs in the full tree (default 60)")
+    parser.add_argument(
+        "--msa-depth", type=int, default=1500, help="MSA rows per 100 residues (default 1500)"
+    )
+    parser.add_argument("--copies", type=int, default=5, help="copies of each job, new names (default 5)")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--chunks", type=int, default=16, help="n_chunks for the full tree (default 16)")
+    parser.add_argument("--dry-run-jobs", type=int, default=13700, help="jobs in the dry-run tree (0: skip)")
+    parser.add_argument("--dry-run-chunks", type=int, default=64)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="af3-bench-"))
+    try:
+        source = tmp / "af3_output"
+        start = time.perf_counter()
+        example_inputs.make_tree(source, args.jobs, msa_depth=args.msa_depth, broken=False)
+        n_jobs = args.jobs + replicate(source, args.copies)
+        print(f"generated {n_jobs} jobs, {du(source) / 1e6:.1f} MB in {time.perf_counter() - start:.1f} s")
+
+        base_s = baseline(source, tmp / "baseline")
+        work = tmp / "run"
+        work.mkdir()
+        config = af3_config(source, args.chunks)
+        wf_s, _ = snakemake(work, config, "af3_all", "--cores", str(args.cores))
+        rerun_s, _ = snakemake(work, config, "af3_all", "--cores", str(args.cores))
+        stats = json.loads((work / "results/af3/tables/archive_stats.json").read_text())
+        organized = work / "results/af3/organized"
+        codecs = codec_comparison(organized / "_msa_store")
+
+        print()
+        print(f"{'':34}{'seconds':>10}{'MB written':>12}{'files':>9}")
+        print(
+            f"{'baseline: rsync -a + tar seeds':34}{base_s:>10.1f}{du(tmp / 'baseline') / 1e6:>12.1f}"
+            f"{sum(1 for p in (tmp / 'baseline').rglob('*') if p.is_file()):>9}"
+        )
+        print(
+            f"{'af3 workflow (--cores ' + str(args.cores) + ')':34}{wf_s:>10.1f}{du(organized) / 1e6:>12.1f}"
+            f"{sum(1 for p in organized.rglob('*') if p.is_file()):>9}"
+        )
+        print(f"{'af3 rerun, nothing changed':34}{rerun_s:>10.1f}")
+        print(f"ratio workflow / baseline: {wf_s / base_s:.2f}x (goal <= 1.5x)")
+        print(
+            f"MSA archive: {stats['msa_raw_bytes'] / 1e6:.1f} MB raw MSA text in {stats['msa_values']} values "
+            f"-> {stats['msa_stored_bytes'] / 1e6:.2f} MB stored ({stats['msa_distinct']} distinct): "
+            f"{stats['msa_ratio']}x (dedup alone {stats['msa_dedup_ratio']}x)"
+        )
+        raw_distinct = stats["msa_distinct_raw_bytes"]
+        for label, size, seconds in codecs:
+            print(
+                f"  distinct MSAs ({raw_distinct / 1e6:.1f} MB) with {label:16}: {size / 1e6:.3f} MB "
+                f"({raw_distinct / size:.1f}x) in {seconds:.2f} s"
+            )
+        print(
+            f"seed archives: {stats['seed_raw_bytes'] / 1e6:.1f} MB -> {stats['seed_archive_bytes'] / 1e6:.1f} MB "
+            f"({stats['seed_ratio']}x, zstd -1)"
+        )
+
+        if args.dry_run_jobs:
+            big = tmp / "big_output"
+            start = time.perf_counter()
+            example_inputs.make_tree(big, args.dry_run_jobs, light=True, broken=False)
+            print(
+                f"\nlight tree of {args.dry_run_jobs} jobs generated in {time.perf_counter() - start:.1f} s"
+            )
+            bwork = tmp / "big_run"
+            bwork.mkdir()
+            bconfig = af3_config(big, args.dry_run_chunks)
+            manifest = "results/af3/manifest/jobs.tsv"
+            disc_s, _ = snakemake(bwork, bconfig, manifest, "--cores", "1")
+            dry_s, out = snakemake(bwork, bconfig, "af3_all", "-n", "--quiet")
+            dry2_s, _ = snakemake(bwork, bconfig, "af3_all", "-n", "--quiet")
+            print(f"discovery of {args.dry_run_jobs} jobs (snakemake run incl. start-up): {disc_s:.1f} s")
+            print(
+                f"dry run `snakemake -n` at {args.dry_run_jobs} jobs ({args.dry_run_chunks} chunks): "
+                f"{dry_s:.1f} s, again {dry2_s:.1f} s (goal < 15 s)"
+            )
+            for spec in example_inputs.job_specs(100, start=args.dry_run_jobs + 1000):
+                example_inputs.write_job(big, spec, light=True)
+            snakemake(bwork, bconfig, manifest, "--cores", "1")
+            log = (bwork / "logs/af3/discover.log").read_text()
+            changed = log.split("chunks rewritten (new or changed jobs): ")[1].split("\n")[0].split()
+            print(
+                f"adding 100 jobs rewrote {len(changed)} of {args.dry_run_chunks} chunk manifests (only those rerun)"
+            )
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Stage 1: walk the AF3 output root once and write the job manifest and per-chunk manifests.
+
+One ``os.scandir`` of the root, one of each job directory, a stat of each top-level entry and a
+read of the JSON files' last bytes (to catch truncation): no walk into the sample directories, so
+13,700 jobs cost about 30 stats each. A job is *complete* when AF3 finished it: top-level model,
+confidences, summary confidences and ranking scores are present and the JSON files end properly.
+
+Each complete job goes to chunk ``sha1(name) mod n_chunks``. A chunk manifest is rewritten only
+when its content changes, so its mtime tells Snakemake which chunks must be organized again.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from common import atomic_open, setup_logging
+
+log = logging.getLogger("hpcpipe")
+
+# Stricter than the shell: a job name becomes a path component under the output tree.
+JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+SAMPLE_DIR = re.compile(r"seed-\d+_sample-\d+")
+MANIFEST_COLUMNS = [
+    "job",
+    "group",
+    "chunk",
+    "status",
+    "reason",
+    "prefix",
+    "layout",
+    "n_files",
+    "n_sample_dirs",
+    "bytes",
+    "newest_mtime",
+    "signature",
+]
+CHUNK_COLUMNS = ["job", "group", "prefix", "layout", "signature"]
+
+
+@dataclass
+class JobEntry:
+    """One directory under the AF3 root, as discovery sees it."""
+
+    job: str
+    group: str = ""
+    chunk: str = ""
+    status: str = "complete"  # complete | incomplete | malformed
+    reason: str = ""
+    prefix: str = ""
+    layout: str = ""
+    n_files: int = 0
+    n_sample_dirs: int = 0
+    bytes: int = 0
+    newest_mtime: float = 0.0
+    signature: str = ""
+    sample_dirs: list[str] = field(default_factory=list)
+
+
+def group_of(job: str, group_regex: str) -> str:
+    """The group a job belongs to: the first capture group of ``group_regex`` (empty if no match)."""
+    match = re.search(group_regex, job)
+    if not match:
+        return ""
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def chunk_of(job: str, n_chunks: int) -> str:
+    """Stable chunk id of a job name: adding or removing other jobs never moves it."""
+    digest = hashlib.sha1(job.encode("utf-8", "surrogateescape")).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % n_chunks:03d}"
+
+
+def json_tail_ok(path: str, tail_bytes: int = 64) -> bool:
+    """True when the file's last non-blank byte closes a JSON object (a cheap truncation check)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - tail_bytes))
+        return handle.read().rstrip().endswith(b"}")
+
+
+def classify_job(path: str, name: str, group_regex: str) -> JobEntry:
+    """Inspect one job directory (top level only) and say whether it is complete and why not."""
+    entry = JobEntry(job=name)
+    if not JOB_NAME.fullmatch(name) or ".." in name:
+        entry.status, entry.reason = (
+            "malformed",
+            ("unsafe job directory name (allowed: letters, digits, '_', '.', '+', '-'; no '..', no spaces)"),
+        )
+        return entry
+    entry.group = group_of(name, group_regex)
+    if not entry.group:
+        entry.status, entry.reason = (
+            "malformed",
+            f"empty group: group_regex {group_regex!r} finds no group in the name",
+        )
+        return entry
+    if not GROUP_NAME.fullmatch(entry.group) or ".." in entry.group:
+        entry.status, entry.reason = (
+            "malformed",
+            f"unsafe group name {entry.group!r} from group_regex {group_regex!r}",
+        )
+        return entry
+    files: dict[str, os.stat_result] = {}
+    digest = hashlib.sha256()
+    with os.scandir(path) as it:
+        for child in sorted(it, key=lambda e: e.name):
+            st = child.stat(follow_symlinks=False)
+            if child.is_dir(follow_symlinks=False):
+                if SAMPLE_DIR.fullmatch(child.name):
+                    entry.sample_dirs.append(child.name)
+                # A directory's mtime changes when files appear in it: enough to notice new samples.
+                digest.update(f"d {child.name} {st.st_mtime_ns}\n".encode())
+            else:
+                files[child.name] = st
+                entry.bytes += st.st_size
+                digest.update(f"f {child.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+            entry.newest_mtime = max(entry.newest_mtime, st.st_mtime)
+    entry.n_files = len(files)
+    entry.n_sample_dirs = len(entry.sample_dirs)
+    entry.signature = digest.hexdigest()[:20]
+    summaries = [f for f in files if f.endswith("_summary_confidences.json")]
+    if not summaries:
+        data = [f for f in files if f.endswith("_data.json")]
+        entry.status = "incomplete"
+        entry.reason = (
+            "only _data.json: the data pipeline ran, inference did not finish"
+            if data
+            else "no <name>_summary_confidences.json: AF3 did not finish this job"
+        )
+        return entry
+    # A job named "x_summary" also has "x_summary_confidences.json" as its confidences file:
+    # prefer the candidate whose other files exist, then the longest.
+    candidates = [f[: -len("_summary_confidences.json")] for f in summaries]
+    prefix = entry.prefix = max(
+        candidates, key=lambda p: (f"{p}_confidences.json" in files or f"{p}_model.cif" in files, len(p))
+    )
+    entry.layout = "v3.0.2" if f"{prefix}_ranking_scores.csv" in files else "v3.0.1"
+    required = {
+        "model": [f"{prefix}_model.cif", f"{prefix}_model.cif.zst"],
+        "confidences": [f"{prefix}_confidences.json", f"{prefix}_confidences.json.zst"],
+        "ranking scores": [f"{prefix}_ranking_scores.csv", "ranking_scores.csv"],
+    }
+    for label, names in required.items():
+        if not any(n in files for n in names):
+            entry.status, entry.reason = "incomplete", f"missing {label} file {names[0]}"
+            return entry
+    for name_ in (f"{prefix}_summary_confidences.json", f"{prefix}_confidences.json", f"{prefix}_data.json"):
+        if name_ in files and not json_tail_ok(os.path.join(path, name_)):
+            entry.status, entry.reason = "malformed", f"truncated JSON: {name_}"
+            return entry
+    try:
+        with open(os.path.join(path, f"{prefix}_summary_confidences.json")) as handle:
+            json.load(handle)
+    except (OSError, ValueError) as err:
+        entry.status, entry.reason = "malformed", f"unreadable {prefix}_summary_confidences.json: {err}"
+    return entry
+
+
+def scan_root(root: str | os.PathLike, group_regex: str, n_chunks: int) -> list[JobEntry]:
+    """Classify every directory directly under ``root`` (files at the top level are ignored)."""
+    entries = []
+    with os.scandir(root) as it:
+        children = sorted((c for c in it if c.is_dir(follow_symlinks=False)), key=lambda c: c.name)
+    for child in children:
+        try:
+            entry = classify_job(child.path, child.name, group_regex)
+        except OSError as err:
+            entry = JobEntry(job=child.name, status="malformed", reason=f"unreadable: {err}")
+        if entry.status == "complete":
+            entry.chunk = chunk_of(entry.job, n_chunks)
+        entries.append(entry)
+    return entries
+
+
+def _tsv_cell(value) -> str:
+    # Hostile names (tabs, newlines) must not break the table.
+    return str(value).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def tsv_text(rows: list[dict], columns: list[str]) -> str:
+    lines = ["\t".join(columns)]
+    lines += ["\t".join(_tsv_cell(row[c]) for c in columns) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Replace ``path`` only when its content differs, keeping the mtime of an unchanged file."""
+    if path.exists() and path.read_text() == text:
+        return False
+    with atomic_open(path) as handle:
+        handle.write(text)
+    return True
+
+
+def write_manifests(entries: list[JobEntry], manifest: Path, problems: Path, chunk_dir: Path) -> dict:
+    """Write the job manifest, the problem report and one manifest per non-empty chunk."""
+    rows = [asdict(e) for e in entries]
+    with atomic_open(manifest) as handle:
+        handle.write(tsv_text(rows, MANIFEST_COLUMNS))
+    bad = [r for r in rows if r["status"] != "complete"]
+    groups_all = {r["group"] for r in rows if r["group"]}
+    groups_ok = {r["group"] for r in rows if r["status"] == "complete"}
+    problem_rows = [{"item": r["job"], "status": r["status"], "reason": r["reason"]} for r in bad]
+    problem_rows += [
+        {"item": f"group {g}", "status": "empty group", "reason": "no complete job in this group"}
+        for g in sorted(groups_all - groups_ok)
+    ]
+    with atomic_open(problems) as handle:
+        handle.write(tsv_text(problem_rows, ["item", "status", "reason"]))
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    by_chunk: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["status"] == "complete":
+            by_chunk.setdefault(r["chunk"], []).append(r)
+    changed = [
+        c
+        for c, chunk_rows in by_chunk.items()
+        if write_if_changed(chunk_dir / f"chunk-{c}.tsv", tsv_text(chunk_rows, CHUNK_COLUMNS))
+    ]
+    for stale in chunk_dir.glob("chunk-*.tsv"):
+        if stale.stem.removeprefix("chunk-") not in by_chunk:
+            stale.unlink()
+    return {
+        "jobs": len(rows),
+        "complete": len(rows) - len(bad),
+        "problems": len(problem_rows),
+        "changed_chunks": sorted(changed),
+    }
+
+
+def read_chunk_ids(manifest: str | os.PathLike) -> list[str]:
+    """The non-empty chunks listed in a job manifest (called by the rules after discovery)."""
+    chunks = set()
+    with open(manifest) as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+        ci, si = header.index("chunk"), header.index("status")
+        for line in handle:
+            cells = line.rstrip("\n").split("\t")
+            if cells[si] == "complete":
+                chunks.add(cells[ci])
+    return sorted(chunks)
+
+
+def unfinished_job_dirs(manifest: str | os.PathLike, root: str | os.PathLike) -> list[str]:
+    """Directories of jobs that were incomplete last time: discovery reruns when one of them changes."""
+    if not os.path.exists(manifest):
+        return []
+    dirs = []
+    with open(manifest) as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+        ji, si = header.index("job"), header.index("status")
+        for line in handle:
+            cells = line.rstrip("\n").split("\t")
+            if cells[si] == "incomplete" and JOB_NAME.fullmatch(cells[ji]):
+                path = os.path.join(root, cells[ji])
+                if os.path.isdir(path):
+                    dirs.append(path)
+    return dirs
+
+
+def main(smk) -> None:
+    setup_logging(smk.log[0])
+    entries = scan_root(smk.params.root, smk.params.group_regex, smk.params.n_chunks)
+    stats = write_manifests(
+        entries, Path(smk.output.manifest), Path(smk.output.problems), Path(smk.params.chunk_dir)
+    )
+    log.info("discovered %(jobs)d job directories: %(complete)d complete, %(problems)d problem lines", stats)
+    log.info("chunks rewritten (new or changed jobs): %s", " ".join(stats["changed_chunks"]) or "none")
+    for e in entries:
+        if e.status != "complete":
+            log.warning("job %r: %s: %s", e.job, e.status, e.reason)
+
+
+if "snakemake" in globals():
+    main(snakemake)

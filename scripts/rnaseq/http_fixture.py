@@ -1,0 +1,147 @@
+"""A loopback HTTP file server standing in for ENA/SRA in tests and the benchmark.
+
+It serves a folder with ``Range`` support (206 partial content, as ENA's HTTPS servers do), an
+optional per-connection bandwidth limit, and injected faults: stall a path after N bytes (the
+connection stays open and silent), a given number of times. Every request is recorded (path,
+range start, bytes sent, start and end time) so tests can check what was fetched again.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Fault:
+    stall_after: int = 0  # bytes of the body sent before the connection goes silent
+    times: int = 1_000_000  # how many requests it applies to
+
+
+@dataclass
+class RequestRecord:
+    path: str
+    range_start: int
+    sent: int = 0
+    start: float = field(default_factory=time.time)
+    end: float | None = None
+
+
+class FixtureServer:
+    """``with FixtureServer(root, rate=1e6) as server: server.url("x.fastq.gz")``."""
+
+    def __init__(self, root: str | os.PathLike, rate: float | None = None, chunk: int = 64 * 1024):
+        self.root = Path(root)
+        self.rate = rate  # bytes per second per connection; None = unlimited
+        self.chunk = chunk
+        self.faults: dict[str, Fault] = {}
+        self.requests: list[RequestRecord] = []
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._httpd: http.server.ThreadingHTTPServer | None = None
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> FixtureServer:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_GET(self):
+                server._serve(self)
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._closing.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    def __enter__(self) -> FixtureServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def base(self) -> str:
+        assert self._httpd is not None, "server not started"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, relpath: str) -> str:
+        return f"{self.base}/{relpath.lstrip('/')}"
+
+    def requests_for(self, relpath: str) -> list[RequestRecord]:
+        with self._lock:
+            return [r for r in self.requests if r.path == "/" + relpath.lstrip("/")]
+
+    # -------------------------------------------------------------- serving
+    def _serve(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        path = handler.path.split("?", 1)[0]
+        target = (self.root / path.lstrip("/")).resolve()
+        if self.root.resolve() not in target.parents or not target.is_file():
+            handler.send_error(404)
+            return
+        size = target.stat().st_size
+        start, end = 0, size - 1
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", handler.headers.get("Range", ""))
+        if match:
+            start = int(match.group(1))
+            end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
+            if start >= size:
+                handler.send_response(416)
+                handler.send_header("Content-Range", f"bytes */{size}")
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+        record = RequestRecord(path, start)
+        with self._lock:
+            self.requests.append(record)
+            fault = self.faults.get(path.lstrip("/"))
+            if fault is not None and fault.times > 0:
+                fault.times -= 1
+            else:
+                fault = None
+        handler.send_response(206 if match else 200)
+        if match:
+            handler.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        handler.send_header("Content-Length", str(end - start + 1))
+        handler.send_header("Accept-Ranges", "bytes")
+        handler.end_headers()
+        try:
+            with open(target, "rb") as source:
+                source.seek(start)
+                remaining = end - start + 1
+                began = time.monotonic()
+                while remaining > 0:
+                    if fault is not None and record.sent >= fault.stall_after:
+                        self._closing.wait(3600)  # silent, connection open
+                        return
+                    limit = self.chunk
+                    if fault is not None:
+                        limit = min(limit, max(1, fault.stall_after - record.sent))
+                    block = source.read(min(limit, remaining))
+                    handler.wfile.write(block)
+                    record.sent += len(block)
+                    remaining -= len(block)
+                    if self.rate and remaining > 0:
+                        ahead = record.sent / self.rate - (time.monotonic() - began)
+                        if ahead > 0:
+                            time.sleep(ahead)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            record.end = time.time()

@@ -1,0 +1,128 @@
+"""Quantify one run with kallisto and check that kallisto read every read.
+
+kallisto 0.48 exits 0 on a truncated gzip and on mates of unequal length: it just stops early.
+So success here means: exit 0, *and* ``n_processed`` in ``run_info.json`` equals the spot count the
+download step measured by reading the whole FASTQ. Outputs use amalgkit's names
+(``<run>_abundance.tsv``, ``<run>_run_info.json``) so ``amalgkit merge`` can read them too.
+"""
+
+import json
+import logging
+import os
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from common import CommandError, run_command, write_json
+
+log = logging.getLogger("hpcpipe")
+
+
+class QuantError(RuntimeError):
+    """kallisto failed or read fewer reads than the FASTQ holds; the message names the run."""
+
+
+def build_index(
+    fasta: str | os.PathLike, index: str | os.PathLike, kmer: int = 31, timeout: float = 7200
+) -> None:
+    """``kallisto index`` written beside the target and renamed into place."""
+    index = Path(index)
+    tmp = index.with_name(index.name + ".tmp")
+    run_command(["kallisto", "index", "-k", kmer, "-i", tmp, fasta], timeout=timeout)
+    os.replace(tmp, index)
+
+
+def kallisto_command(
+    index: Path, outdir: Path, fastqs: list[Path], paired: bool, threads: int, fragment_length, fragment_sd
+) -> list:
+    """The ``kallisto quant`` call; single-end needs the fragment length mean and sd."""
+    cmd = ["kallisto", "quant", "-i", index, "-o", outdir, "-t", max(1, threads)]
+    if not paired:
+        cmd += ["--single", "-l", f"{fragment_length:g}", "-s", f"{fragment_sd:g}"]
+    return cmd + list(fastqs)
+
+
+def quantify_run(
+    run: str,
+    fastq_dir: Path,
+    index: Path,
+    abundance: Path,
+    run_info: Path,
+    threads: int = 1,
+    fragment_length: float = 200.0,
+    fragment_sd: float = 20.0,
+    timeout: float = 3600,
+    kallisto_log: Path | None = None,
+) -> dict:
+    """Run kallisto on the FASTQs of ``fastq_dir`` (described by its ``reads.json``), check the
+    read count, write ``abundance``/``run_info`` (kallisto's messages to ``kallisto_log``);
+    return the quantification metrics."""
+    reads = json.loads((fastq_dir / "reads.json").read_text())
+    paired = reads["layout"] == "paired"
+    fastqs = [fastq_dir / f["name"] for f in reads["files"]]
+    spots = int(reads["spots"])
+    if spots == 0:
+        raise QuantError(f"run {run}: the FASTQ holds zero reads; nothing to quantify")
+    work = abundance.parent / f".kallisto-{run}"
+    shutil.rmtree(work, ignore_errors=True)
+    started = datetime.now(UTC).isoformat(timespec="milliseconds")
+    t0 = time.monotonic()
+    cmd = kallisto_command(index, work, fastqs, paired, threads, fragment_length, fragment_sd)
+    result = run_command(cmd, timeout=timeout, check=False)
+    if kallisto_log is not None:
+        Path(kallisto_log).write_text(result.stderr)
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-3:])
+        if "zero reads pseudoaligned" in result.stderr:
+            raise QuantError(
+                f"run {run}: no read pseudoaligned to the index (wrong species or index?)\n{tail}"
+            )
+        raise QuantError(f"run {run}: kallisto exited {result.returncode}\n{tail}")
+    info = json.loads((work / "run_info.json").read_text())
+    if int(info["n_processed"]) != spots:
+        raise QuantError(
+            f"run {run}: kallisto processed {info['n_processed']} reads but the FASTQ holds {spots} "
+            "(a truncated or unreadable input: kallisto exits 0 in that case)"
+        )
+    os.replace(work / "abundance.tsv", abundance)
+    os.replace(work / "run_info.json", run_info)
+    shutil.rmtree(work, ignore_errors=True)
+    seconds = time.monotonic() - t0
+    log.info("%s: %s of %s reads pseudoaligned in %.1f s", run, info["n_pseudoaligned"], spots, seconds)
+    return {
+        "quant_start": started,
+        "quant_end": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "quant_s": round(seconds, 3),
+        "n_processed": int(info["n_processed"]),
+        "n_pseudoaligned": int(info["n_pseudoaligned"]),
+        "p_pseudoaligned": float(info["p_pseudoaligned"]),
+        "kallisto_version": info.get("kallisto_version"),
+        "kallisto_call": " ".join(str(c) for c in cmd),
+        "fragment_length": None if paired else fragment_length,
+        "fragment_sd": None if paired else fragment_sd,
+    }
+
+
+if "snakemake" in globals():
+    from common import setup_logging
+
+    setup_logging(snakemake.log.main)
+    try:
+        quant = quantify_run(
+            snakemake.wildcards.run,
+            Path(snakemake.input.fastq),
+            Path(snakemake.input.index),
+            Path(snakemake.output.abundance),
+            Path(snakemake.output.run_info),
+            threads=snakemake.threads,
+            fragment_length=float(snakemake.params.fragment_length),
+            fragment_sd=float(snakemake.params.fragment_sd),
+            timeout=float(snakemake.params.timeout),
+            kallisto_log=Path(snakemake.log.kallisto),
+        )
+    except (QuantError, CommandError) as err:
+        log.error("run %s: %s", snakemake.wildcards.run, err)
+        raise SystemExit(1) from None
+    download = json.loads(Path(snakemake.input.download).read_text())
+    write_json(snakemake.output.metrics, {**download, **quant})

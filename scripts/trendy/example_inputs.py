@@ -1,0 +1,48 @@
+"""Example TRENDY inputs for the demo: a few models, S0 and S3, the main quirks, on a 5 degree grid."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from trendy.synthetic import quirk_cases, with_size, write_case
+
+EXAMPLE_CASES = [
+    "cable_months_since",
+    "cable_years_since_annual",
+    "cable_mrso_soil_layers_gz",
+    "classic_latex_units",
+    "clm_yr_integer_pools",
+    "clm_monthly_gC_per_year",
+    "dlem_unit_attribute_celsius",
+    "dlem_pr_mm_per_month",
+    "ed_no_calendar_fraction_per_month",
+    "elm_mixed_names_end_stamped_percent",
+    "isam_month_as_ymd_lon360",
+    "isam_upper_case_LAI",
+    "jsbach_1701_gaussian_hours",
+    "sdgvm_360day_per_year_prose",
+    "visit_decimal_years_missing_value_only",
+]
+# Simulations written for every case besides S3: S0 and S3 must land in different ILAMB models.
+EXTRA_SIMULATIONS = {"cable_months_since": ["S0"], "sdgvm_360day_per_year_prose": ["S0"]}
+
+
+def example_cases():
+    """The example files as synthetic cases (5 degree grid, a few years each)."""
+    by_name = {case.name: case for case in quirk_cases()}
+    cases = []
+    for name in EXAMPLE_CASES:
+        case = by_name[name]
+        case = with_size(case, 7.5 if case.gaussian else 5.0, 3 if case.step == "monthly" else 10)
+        cases.append(case)
+        cases.extend(replace(case, simulation=sim) for sim in EXTRA_SIMULATIONS.get(name, []))
+    return cases
+
+
+def make(outdir: Path) -> None:
+    """Write the examples under ``outdir/TRENDYv13`` (idempotent: existing files are kept)."""
+    root = Path(outdir) / "TRENDYv13"
+    for case in example_cases():
+        if not case.path(root).exists():
+            write_case(case, root)

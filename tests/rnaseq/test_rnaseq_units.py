@@ -1,0 +1,288 @@
+"""Unit tests of the rnaseq scripts: sample sheet, transfers and checks, SRA, kallisto accuracy."""
+
+import gzip
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rnaseq.download import DownloadError, DownloadSettings, download_run
+from rnaseq.fetch import FetchError, count_fastq_records, fetch_file
+from rnaseq.http_fixture import Fault, FixtureServer
+from rnaseq.merge import MergeError, merge_abundances
+from rnaseq.quantify import QuantError, build_index, quantify_run
+from rnaseq.samples import SampleSheetError, load_sample_sheet
+from rnaseq.simulate import make_transcriptome, random_abundances, simulate_reads, write_fasta
+from rnaseq.sra import build_sra, validate_sra
+
+HEADER = "run\tsample\tlayout\tfastq_ftp\tfastq_md5\tfastq_bytes\tsra_url\n"
+TX = {"Formica_simulata": "tx.fa"}
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_sheet(tmp_path: Path, rows: list[str], header: str = HEADER) -> Path:
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(header + "".join(r + "\n" for r in rows))
+    return sheet
+
+
+# ----------------------------------------------------------------------------- sample sheet
+
+
+def test_sheet_resolves_ena_paths_mirrors_and_local_files(tmp_path):
+    sheet = write_sheet(
+        tmp_path,
+        [
+            "SRR1\ts1\tpaired\tftp.sra.ebi.ac.uk/vol1/fastq/SRR1/SRR1.fastq.gz;"
+            "ftp.sra.ebi.ac.uk/vol1/fastq/SRR1/SRR1_1.fastq.gz;ftp.sra.ebi.ac.uk/vol1/fastq/SRR1/SRR1_2.fastq.gz"
+            "\t\t\t",
+            f"ERR2\ts2\tsingle\t./reads/ERR2.fastq.gz\t{'a' * 32}\t123\t",
+            "DRR3\ts3\tpaired\t\t\t\thttps://example.org/sra/DRR3",
+        ],
+    )
+    runs = load_sample_sheet(sheet, TX, mirror_base="http://mirror.local/ena/")
+    srr1 = runs["SRR1"]
+    # the orphan file of a paired run is skipped; the mirror comes first, then the archive
+    assert [f.name for f in srr1.fastq] == ["SRR1_1.fastq.gz", "SRR1_2.fastq.gz"]
+    assert [loc.url for loc in srr1.fastq[1].locations] == [
+        "http://mirror.local/ena/vol1/fastq/SRR1/SRR1_2.fastq.gz",
+        "https://ftp.sra.ebi.ac.uk/vol1/fastq/SRR1/SRR1_2.fastq.gz",
+    ]
+    err2 = runs["ERR2"]
+    assert err2.fastq[0].locations[0].url == (tmp_path / "reads" / "ERR2.fastq.gz").as_uri()
+    assert err2.fastq[0].size == 123 and err2.species == "Formica_simulata"
+    assert runs["DRR3"].sra.locations[0].url.startswith("http://mirror.local/ena/sra/DRR3")
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("../etc\ts1\tsingle\t/x.fastq.gz\t\t\t", "column 'run'"),
+        ("SRR1;rm -rf\ts1\tsingle\t/x.fastq.gz\t\t\t", "column 'run'"),
+        ("SRR1\ts 1\tsingle\t/x.fastq.gz\t\t\t", "column 'sample'"),
+        ("SRR1\ts1\tboth\t/x.fastq.gz\t\t\t", "column 'layout'"),
+        ("SRR1\ts1\tpaired\t/x_1.fastq.gz\t\t\t", "a paired run needs _1 and _2"),
+        ("SRR1\ts1\tsingle\t/x.fastq.gz\tabc\t\t", "column 'fastq_md5'"),
+        (f"SRR1\ts1\tsingle\t/x.fastq.gz\t{'a' * 32};{'b' * 32}\t\t", "fastq_md5 has 2 entries"),
+        ("SRR1\ts1\tsingle\tgopher://x/y\t\t\t", "unsupported URL scheme"),
+    ],
+)
+def test_sheet_rejects_bad_rows_naming_line_and_field(tmp_path, row, message):
+    sheet = write_sheet(tmp_path, [row])
+    with pytest.raises(SampleSheetError) as info:
+        load_sample_sheet(sheet, TX)
+    assert message in str(info.value)
+    assert f"{sheet} line 2" in str(info.value)
+
+
+def test_sheet_rejects_duplicates_unknown_columns_and_missing_sources(tmp_path):
+    sheet = write_sheet(
+        tmp_path, ["SRR1\ts1\tsingle\t/a.fastq.gz\t\t\t", "SRR1\ts2\tsingle\t/b.fastq.gz\t\t\t"]
+    )
+    with pytest.raises(SampleSheetError, match="run 'SRR1' appears twice"):
+        load_sample_sheet(sheet, TX)
+    sheet = write_sheet(tmp_path, ["SRR1\ts1\tsingle\tx"], header="run\tsample\tlayout\tcolour\n")
+    with pytest.raises(SampleSheetError, match="unknown key 'colour'|colour"):
+        load_sample_sheet(sheet, TX)
+    sheet = write_sheet(tmp_path, ["SRR1\ts1\tsingle\t\t\t\t"])
+    with pytest.raises(SampleSheetError, match="no fastq_ftp and no sra_url"):
+        load_sample_sheet(sheet, TX, sources=["ena", "sra"])
+    assert load_sample_sheet(sheet, TX, sources=["prefetch"])["SRR1"].fastq == []
+
+
+# ----------------------------------------------------------------------------- simulated data
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A transcriptome, its kallisto index, and a paired and a single-end run with known truth."""
+    root = tmp_path_factory.mktemp("rnaseq_data")
+    transcripts = make_transcriptome(40, seed=5)
+    write_fasta(transcripts, root / "tx.fa")
+    build_index(root / "tx.fa", root / "tx.idx")
+    abundances = random_abundances(list(transcripts), seed=6)
+    truth = {
+        "SRR10": simulate_reads(transcripts, abundances, 8000, root / "SRR10", "SRR10", True, seed=7),
+        "SRR11": simulate_reads(transcripts, abundances, 8000, root / "SRR11", "SRR11", False, seed=8),
+    }
+    return {"root": root, "transcripts": transcripts, "truth": truth}
+
+
+def test_count_fastq_records_catches_truncation_and_non_fastq(dataset, tmp_path):
+    good = dataset["root"] / "SRR11.fastq.gz"
+    assert count_fastq_records(good) == 8000
+    truncated = tmp_path / "t.fastq.gz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(FetchError, match="gzip integrity check failed"):
+        count_fastq_records(truncated)
+    text = tmp_path / "x.fastq.gz"
+    with gzip.open(text, "wt") as out:
+        out.write(">not fastq\nACGT\n")
+    with pytest.raises(FetchError, match="not FASTQ"):
+        count_fastq_records(text)
+
+
+# ----------------------------------------------------------------------------- transfers
+
+
+def test_fetch_resumes_a_stalled_transfer_with_a_range_request(dataset, tmp_path):
+    src = dataset["root"] / "SRR10_1.fastq.gz"
+    size = src.stat().st_size
+    with FixtureServer(dataset["root"]) as server:
+        server.faults["SRR10_1.fastq.gz"] = Fault(stall_after=size // 3, times=1)
+        dest = tmp_path / "SRR10_1.fastq.gz"
+        t0 = time.monotonic()
+        with pytest.raises(FetchError, match="stalled"):
+            fetch_file(server.url("SRR10_1.fastq.gz"), dest, md5=md5(src), size=size, stall_timeout=1)
+        assert time.monotonic() - t0 < 30
+        assert not dest.exists()
+        assert dest.with_name(dest.name + ".part").stat().st_size == size // 3
+        result = fetch_file(server.url("SRR10_1.fastq.gz"), dest, md5=md5(src), size=size, stall_timeout=5)
+        requests = server.requests_for("SRR10_1.fastq.gz")
+    assert dest.read_bytes() == src.read_bytes()
+    assert result.resumed_from == size // 3
+    assert [r.range_start for r in requests] == [0, size // 3]
+    assert requests[1].sent == size - size // 3  # only the missing part came over again
+
+
+def test_fetch_deletes_a_file_with_the_wrong_md5(dataset, tmp_path):
+    src = dataset["root"] / "SRR11.fastq.gz"
+    dest = tmp_path / "SRR11.fastq.gz"
+    with FixtureServer(dataset["root"]) as server:
+        with pytest.raises(FetchError, match="does not match the archive's"):
+            fetch_file(server.url("SRR11.fastq.gz"), dest, md5="0" * 32, size=src.stat().st_size)
+        with pytest.raises(FetchError, match="HTTP 404"):
+            fetch_file(server.url("missing.fastq.gz"), dest)
+    assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()
+
+
+def _run(sheet_rows, tmp_path, sources=("ena", "sra")):
+    sheet = write_sheet(tmp_path, sheet_rows)
+    runs = load_sample_sheet(sheet, TX, sources=list(sources))
+    return runs
+
+
+def test_killed_download_keeps_verified_files_and_resumes_the_rest(dataset, tmp_path):
+    root = dataset["root"]
+    r1, r2 = root / "SRR10_1.fastq.gz", root / "SRR10_2.fastq.gz"
+    with FixtureServer(root) as server:
+        row = (
+            f"SRR10\ts\tpaired\t{server.url(r1.name)};{server.url(r2.name)}\t{md5(r1)};{md5(r2)}\t"
+            f"{r1.stat().st_size};{r2.stat().st_size}\t"
+        )
+        run = _run([row], tmp_path, sources=["ena"])["SRR10"]
+        server.faults[r2.name] = Fault(stall_after=r2.stat().st_size // 2, times=1)
+        settings = DownloadSettings(sources=["ena"], stall_timeout=1)
+        out, partial = tmp_path / "fastq" / "SRR10", tmp_path / "partial" / "SRR10"
+        with pytest.raises(DownloadError) as info:
+            download_run(run, out, partial, settings)
+        assert "run SRR10" in str(info.value) and "stalled" in str(info.value)
+        assert (partial / r1.name).exists()  # verified, kept for the next attempt
+        metrics = download_run(run, out, partial, settings)
+        assert [r.range_start for r in server.requests_for(r1.name)] == [0]  # not fetched again
+        assert [r.range_start for r in server.requests_for(r2.name)] == [0, r2.stat().st_size // 2]
+    assert metrics["spots"] == 8000 and metrics["source"] == "ena"
+    assert json.loads((out / "reads.json").read_text())["files"][1]["reads"] == 8000
+    assert not partial.exists()
+
+
+def test_zero_read_fastq_falls_through_to_the_next_source_and_then_fails(dataset, tmp_path):
+    empty = tmp_path / "SRR12.fastq.gz"
+    with gzip.open(empty, "wb"):
+        pass
+    run = _run([f"SRR12\ts\tsingle\t{empty}\t\t\t"], tmp_path)["SRR12"]
+    with pytest.raises(DownloadError) as info:
+        download_run(run, tmp_path / "out", tmp_path / "partial", DownloadSettings(sources=["ena", "sra"]))
+    message = str(info.value)
+    assert message.startswith("run SRR12: every source failed")
+    assert "ena: the FASTQ holds zero reads" in message and "sra: no sra_url" in message
+
+
+# ----------------------------------------------------------------------------- SRA objects
+
+
+def test_real_sra_object_over_http_is_validated_and_converted(dataset, tmp_path):
+    plain = []
+    for mate in (1, 2):
+        target = tmp_path / f"m{mate}.fastq"
+        target.write_bytes(gzip.decompress((dataset["root"] / f"SRR10_{mate}.fastq.gz").read_bytes()))
+        plain.append(target)
+    sra = build_sra("SRR10", plain, tmp_path / "serve" / "SRR10.sra", tmp_path / "vdb")
+    validate_sra(sra, timeout=60)
+    with FixtureServer(tmp_path / "serve") as server:
+        row = f"SRR10\ts\tpaired\t\t\t\t{server.url('SRR10.sra')}"
+        run = _run([row], tmp_path)["SRR10"]
+        metrics = download_run(run, tmp_path / "out", tmp_path / "partial", DownloadSettings(["ena", "sra"]))
+    assert metrics["source"] == "sra" and metrics["spots"] == 8000
+    assert metrics["attempts"][0] == {"source": "ena", "error": "no fastq_ftp in the sample sheet"}
+    assert count_fastq_records(tmp_path / "out" / "SRR10_2.fastq.gz") == 8000
+    # a damaged object is caught by vdb-validate
+    damaged = tmp_path / "damaged.sra"
+    data = bytearray(sra.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 4096] = bytes(4096)
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(FetchError, match="vdb-validate rejected"):
+        validate_sra(damaged, timeout=60)
+
+
+# ----------------------------------------------------------------------------- kallisto
+
+
+def _fastq_dir(dataset, tmp_path, run, layout, spots):
+    folder = tmp_path / run
+    folder.mkdir()
+    names = [f"{run}_1.fastq.gz", f"{run}_2.fastq.gz"] if layout == "paired" else [f"{run}.fastq.gz"]
+    for name in names:
+        (folder / name).symlink_to(dataset["root"] / name)
+    files = [{"name": n} for n in names]
+    (folder / "reads.json").write_text(json.dumps({"layout": layout, "files": files, "spots": spots}))
+    return folder
+
+
+@pytest.mark.parametrize("run, layout", [("SRR10", "paired"), ("SRR11", "single")])
+def test_kallisto_estimates_correlate_with_the_truth(dataset, tmp_path, run, layout):
+    folder = _fastq_dir(dataset, tmp_path, run, layout, 8000)
+    out = tmp_path / "quant"
+    out.mkdir()
+    metrics = quantify_run(
+        run,
+        folder,
+        dataset["root"] / "tx.idx",
+        out / "a.tsv",
+        out / "i.json",
+        fragment_length=250,
+        fragment_sd=25,
+    )
+    assert metrics["n_processed"] == 8000
+    est = merge_abundances({run: out / "a.tsv"})["est_counts"].set_index("target_id")[run]
+    truth = dataset["truth"][run]
+    names = list(dataset["transcripts"])
+    r = np.corrcoef([truth[n] for n in names], [est[n] for n in names])[0, 1]
+    assert r >= 0.99, f"{layout}: r = {r:.4f}"
+
+
+def test_a_short_read_count_is_an_error_not_a_success(dataset, tmp_path):
+    folder = _fastq_dir(dataset, tmp_path, "SRR11", "single", 9000)  # the FASTQ holds 8000
+    with pytest.raises(QuantError, match="processed 8000 reads but the FASTQ holds 9000"):
+        quantify_run("SRR11", folder, dataset["root"] / "tx.idx", tmp_path / "a.tsv", tmp_path / "i.json")
+    assert not (tmp_path / "a.tsv").exists()
+
+
+def test_merge_joins_on_target_id_and_rejects_foreign_indexes(tmp_path):
+    a = tmp_path / "a.tsv"
+    b = tmp_path / "b.tsv"
+    c = tmp_path / "c.tsv"
+    head = "target_id\tlength\teff_length\test_counts\ttpm\n"
+    a.write_text(head + "t1\t100\t50\t10\t1\nt2\t100\t50\t20\t2\n")
+    b.write_text(head + "t2\t100\t50\t5\t3\nt1\t100\t50\t7\t4\n")
+    c.write_text(head + "t1\t100\t50\t10\t1\nt9\t100\t50\t20\t2\n")
+    merged = merge_abundances({"SRR1": a, "SRR2": b})["est_counts"]
+    assert list(merged.columns) == ["target_id", "SRR1", "SRR2"]
+    assert merged.set_index("target_id").loc["t1"].tolist() == [10, 7]
+    with pytest.raises(MergeError, match="run SRR3: its targets differ"):
+        merge_abundances({"SRR1": a, "SRR3": c})

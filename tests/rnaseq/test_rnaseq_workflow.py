@@ -1,0 +1,259 @@
+"""End-to-end runs of the rnaseq workflow against a loopback HTTP server (the test's ENA/SRA).
+
+One batch mixes good runs (paired and single-end FASTQ over HTTP, one from a site mirror, one real
+.sra object) with broken ones (wrong MD5, truncated gzip, a stalling server, zero reads). The
+broken ones must fail with an error naming the run while the others finish; after the sheet is
+fixed, a rerun redoes only the broken ones, resuming the stalled transfer.
+"""
+
+import gzip
+import hashlib
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_workflow
+from rnaseq.http_fixture import Fault, FixtureServer
+from rnaseq.simulate import make_transcriptome, random_abundances, simulate_reads, write_fasta
+from rnaseq.sra import build_sra
+
+SPECIES = "Formica_simulata"  # same key as config/config.yaml, so the test's path replaces it
+COLUMNS = [
+    "run",
+    "sample",
+    "layout",
+    "fastq_ftp",
+    "fastq_md5",
+    "fastq_bytes",
+    "sra_url",
+    "fragment_length",
+    "fragment_sd",
+]
+GOOD = {"SRR20": "paired", "SRR21": "single", "SRR22": "paired", "SRR23": "paired", "SRR24": "single"}
+BAD = {"SRR30": "wrong MD5", "SRR31": "truncated gzip", "SRR32": "stall", "SRR33": "zero reads"}
+CAPS = {"download_slots": 2, "quant_slots": 1}
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def max_overlap(intervals) -> int:
+    """Largest number of [start, end) intervals open at one instant."""
+    events = sorted(
+        [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1])
+    )
+    best = current = 0
+    for _, step in events:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def iso(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rnaseq_batch")
+    serve = root / "serve"
+    (serve / "ena").mkdir(parents=True)
+    transcripts = make_transcriptome(40, seed=21)
+    write_fasta(transcripts, root / "tx.fa")
+    truth = {}
+    for k, run in enumerate([*GOOD, *BAD]):
+        layout = GOOD.get(run, "single")
+        abundances = random_abundances(list(transcripts), seed=30 + k)
+        truth[run] = simulate_reads(
+            transcripts, abundances, 5000, serve / "ena" / run, run, layout == "paired", seed=40 + k
+        )
+    # SRR22 is only an SRA object; SRR23's files are also on the site mirror.
+    plain = []
+    for mate in (1, 2):
+        gz = serve / "ena" / f"SRR22_{mate}.fastq.gz"
+        plain.append(root / f"SRR22_{mate}.fastq")
+        plain[-1].write_bytes(gzip.decompress(gz.read_bytes()))
+        gz.unlink()
+    build_sra("SRR22", plain, serve / "sra" / "SRR22.sra", root / "vdb")
+    (serve / "mirror" / "ena").mkdir(parents=True)
+    for mate in (1, 2):
+        shutil.copy(serve / "ena" / f"SRR23_{mate}.fastq.gz", serve / "mirror" / "ena")
+    originals = {run: (serve / "ena" / f"{run}.fastq.gz").read_bytes() for run in BAD}
+    return {"root": root, "serve": serve, "truth": truth, "transcripts": transcripts, "originals": originals}
+
+
+def sheet_rows(server, serve: Path, broken: bool) -> list[dict]:
+    rows = []
+    for run in [*GOOD, *BAD]:
+        layout = GOOD.get(run, "single")
+        row = dict.fromkeys(COLUMNS, "")
+        row.update(run=run, sample=f"s_{run}", layout=layout)
+        if run == "SRR22":
+            row["sra_url"] = server.url("sra/SRR22.sra")
+        else:
+            names = [f"{run}_1.fastq.gz", f"{run}_2.fastq.gz"] if layout == "paired" else [f"{run}.fastq.gz"]
+            row["fastq_ftp"] = ";".join(server.url(f"ena/{n}") for n in names)
+            row["fastq_md5"] = ";".join(md5(serve / "ena" / n) for n in names)
+            row["fastq_bytes"] = ";".join(str((serve / "ena" / n).stat().st_size) for n in names)
+        if layout == "single":
+            row.update(fragment_length="250", fragment_sd="25")
+        if broken and run == "SRR30":
+            row["fastq_md5"] = "0123456789abcdef0123456789abcdef"
+        if broken and run == "SRR31":  # what a server without checksums sends when it cuts off
+            row.update(fastq_md5="", fastq_bytes="")
+        rows.append(row)
+    return rows
+
+
+def write_sheet(path: Path, rows: list[dict]) -> None:
+    path.write_text(
+        "\t".join(COLUMNS) + "\n" + "".join("\t".join(r[c] for c in COLUMNS) + "\n" for r in rows)
+    )
+
+
+def break_inputs(batch, server) -> None:
+    serve = batch["serve"]
+    truncated = batch["originals"]["SRR31"]
+    (serve / "ena" / "SRR31.fastq.gz").write_bytes(truncated[: len(truncated) * 2 // 3])
+    size = len(batch["originals"]["SRR32"])
+    server.faults["ena/SRR32.fastq.gz"] = Fault(stall_after=size // 2)
+    with gzip.open(serve / "ena" / "SRR33.fastq.gz", "wb"):
+        pass
+
+
+def repair_inputs(batch, server) -> None:
+    for run in ("SRR31", "SRR33"):
+        (batch["serve"] / "ena" / f"{run}.fastq.gz").write_bytes(batch["originals"][run])
+    server.faults.clear()
+
+
+def workflow_config(batch, sheet: Path, server) -> dict:
+    return {
+        "rnaseq": {
+            "enabled": True,
+            "samples": str(sheet),
+            "transcriptomes": {SPECIES: str(batch["root"] / "tx.fa")},
+            "sources": ["ena", "sra"],  # prefetch would need NCBI
+            "mirror_base": server.url("mirror"),
+            "download": {"attempt_timeout_s": 60, "stall_timeout_s": 2, "retries": 1},
+        }
+    }
+
+
+def test_batch_with_broken_runs_then_rerun(batch, tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    sheet = tmp_path / "samples.tsv"
+    # --cores last: --resources takes several words and would swallow the target
+    extra = ["--resources", *(f"{k}={v}" for k, v in CAPS.items()), "--cores", "4"]
+    with FixtureServer(batch["serve"], rate=500_000) as server:
+        break_inputs(batch, server)
+        write_sheet(sheet, sheet_rows(server, batch["serve"], broken=True))
+        config = workflow_config(batch, sheet, server)
+        first = run_workflow(workdir, config, ["rnaseq_all"], extra=extra, check=False)
+        assert first.returncode != 0, "broken runs must make the run fail"
+
+        results = workdir / "results" / "rnaseq"
+        for run in GOOD:
+            assert (results / "quant" / run / f"{run}_abundance.tsv").exists(), first.stdout[-3000:]
+            assert not (results / "fastq" / run).exists(), "FASTQs go once quantified"
+        expected = {
+            "SRR30": "does not match the archive's",
+            "SRR31": "gzip integrity check failed",
+            "SRR32": "stalled: no data for 2 s",
+            "SRR33": "the FASTQ holds zero reads",
+        }
+        for run, message in expected.items():
+            assert not (results / "quant" / run).exists()
+            log = (workdir / "logs" / "rnaseq" / "download" / f"{run}.log").read_text()
+            assert f"run {run}: every source failed" in log and message in log, log
+
+        metrics = {
+            run: json.loads((results / "quant" / run / f"{run}_metrics.json").read_text()) for run in GOOD
+        }
+        assert metrics["SRR22"]["source"] == "sra"
+        assert all("/mirror/ena/" in url for url in metrics["SRR23"]["urls"])
+        assert all("/mirror/" not in url for url in metrics["SRR20"]["urls"])
+        # the caps held: downloads seen by the server and by the jobs; kallisto runs by the jobs
+        connections = [
+            (r.start, r.end) for r in server.requests if r.end is not None and "SRR32" not in r.path
+        ]
+        downloads = [(iso(m["download_start"]), iso(m["download_end"])) for m in metrics.values()]
+        quants = [(iso(m["quant_start"]), iso(m["quant_end"])) for m in metrics.values()]
+        # (transfers take ~2 s at this rate, so with 9 runs queued the cap is reached, not only kept)
+        assert max_overlap(connections) == CAPS["download_slots"]
+        assert max_overlap(downloads) <= CAPS["download_slots"]
+        assert max_overlap(quants) <= CAPS["quant_slots"]
+        stamps = {run: (results / "quant" / run / f"{run}_metrics.json").stat().st_mtime for run in GOOD}
+
+        # fix the sheet and the server: only the broken runs run again; the stalled one resumes
+        repair_inputs(batch, server)
+        write_sheet(sheet, sheet_rows(server, batch["serve"], broken=False))
+        before = len(server.requests_for("ena/SRR32.fastq.gz"))
+        run_workflow(workdir, config, ["rnaseq_all"], extra=extra)
+        srr32 = server.requests_for("ena/SRR32.fastq.gz")[before:]
+    assert srr32[0].range_start > 0, "the stalled transfer resumes where it stopped"
+    for run in GOOD:
+        assert (results / "quant" / run / f"{run}_metrics.json").stat().st_mtime == stamps[run]
+    assert not list((results / "fastq").glob("*")) if (results / "fastq").exists() else True
+
+    est = pd.read_csv(
+        results / "merge" / SPECIES / f"{SPECIES}_est_counts.tsv", sep="\t", index_col="target_id"
+    )
+    assert sorted(est.columns) == sorted([*GOOD, *BAD])
+    for run in est.columns:
+        truth = [batch["truth"][run][t] for t in est.index]
+        assert np.corrcoef(truth, est[run])[0, 1] >= 0.99, run
+    qc = pd.read_csv(results / "qc" / "runs_qc.tsv", sep="\t")
+    assert (qc["n_processed"] == 5000).all() and (qc["spots"] == 5000).all()
+    assert (results / "qc" / "runs_qc.png").stat().st_size > 10_000
+    meta = pd.read_csv(results / "merge" / "metadata.tsv", sep="\t")
+    assert list(meta.columns)[:2] == ["run", "scientific_name"] and "mapping_rate" in meta
+    summary = (results / "SUMMARY.txt").read_text()
+    assert "per-run QC table: results/rnaseq/qc/runs_qc.tsv" in summary
+
+
+def test_hostile_sheet_stops_before_any_job(batch, tmp_path):
+    sheet = tmp_path / "samples.tsv"
+    row = dict.fromkeys(COLUMNS, "")
+    row.update(run="SRR1/../../etc", sample="x", layout="single", fastq_ftp="/etc/passwd")
+    write_sheet(sheet, [row])
+    config = {
+        "rnaseq": {
+            "enabled": True,
+            "samples": str(sheet),
+            "transcriptomes": {SPECIES: str(batch["root"] / "tx.fa")},
+        }
+    }
+    # an option between --configfile (which takes several words) and the target
+    proc = run_workflow(tmp_path / "work", config, ["rnaseq_all"], extra=["--cores", "1"], check=False)
+    assert proc.returncode != 0
+    assert f"sample sheet {sheet} line 2" in proc.stdout and "column 'run'" in proc.stdout
+    assert not (tmp_path / "work" / "results").exists()
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_two_runs_through_slurm(batch, tmp_path, slurm_cluster):
+    """The same rules as sbatch jobs: the global caps and the loopback server work from SLURM."""
+    with FixtureServer(batch["serve"]) as server:
+        rows = [r for r in sheet_rows(server, batch["serve"], broken=False) if r["run"] in ("SRR20", "SRR21")]
+        sheet = tmp_path / "samples.tsv"
+        write_sheet(sheet, rows)
+        config = workflow_config(batch, sheet, server)
+        run_workflow(
+            tmp_path / "work",
+            config,
+            ["rnaseq_all"],
+            profile="slurm",
+            extra=["--slurm-init-seconds-before-status-checks", "2"],
+        )
+    results = tmp_path / "work" / "results" / "rnaseq"
+    qc = pd.read_csv(results / "qc" / "runs_qc.tsv", sep="\t")
+    assert sorted(qc["run"]) == ["SRR20", "SRR21"] and (qc["n_processed"] == 5000).all()
+    assert not (results / "fastq").exists() or not list((results / "fastq").iterdir())

@@ -1,0 +1,106 @@
+"""Drive a Snakemake head process against the test SLURM and disturb it as a cluster would.
+
+Used by the resilience tests: start ``snakemake --profile profiles/slurm`` in the background,
+wait for one of its jobs to run, requeue it (preemption) or kill the head process, cancel
+leftovers by the job-name prefix, and compare result trees byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+from conftest import BIN, REPO, snakemake_env
+
+JOB_PREFIX = "hpcpipe"  # profiles/slurm: slurm-jobname-prefix
+
+
+def slurm_jobs(prefix: str = JOB_PREFIX) -> list[dict]:
+    """Jobs in the queue whose name starts with ``prefix``: id, name, state, comment (rule)."""
+    out = subprocess.run(
+        ["squeue", "-h", "-o", "%i|%j|%T|%k"], capture_output=True, text=True, check=True
+    ).stdout
+    jobs = []
+    for line in out.splitlines():
+        job_id, name, state, comment = line.split("|", 3)
+        if name.startswith(prefix):
+            jobs.append({"id": job_id, "name": name, "state": state, "comment": comment})
+    return jobs
+
+
+def cancel_leftovers(prefix: str = JOB_PREFIX) -> list[str]:
+    """Cancel every queued or running job of ours (what the README tells a user to do)."""
+    ids = [job["id"] for job in slurm_jobs(prefix)]
+    if ids:
+        subprocess.run(["scancel", *ids], check=False)
+    deadline = time.monotonic() + 60
+    while slurm_jobs(prefix) and any(j["state"] not in ("COMPLETED", "CANCELLED", "FAILED") for j in slurm_jobs(prefix)):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    return ids
+
+
+def start_head(workdir: Path, config: dict, targets: list[str], extra: list[str] | None = None) -> subprocess.Popen:
+    """Start ``snakemake --profile profiles/slurm`` in the background; its output goes to head.log."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "test-config.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--configfile",
+        str(cfg),
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        *(extra or []),
+        *targets,
+    ]
+    log = open(workdir / "head.log", "a")  # noqa: SIM115 - closed by the OS when the test ends
+    return subprocess.Popen(cmd, cwd=workdir, env=snakemake_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for_running_job(head: subprocess.Popen, rule_substring: str = "", timeout: float = 180) -> dict:
+    """Wait until one of our SLURM jobs (optionally of a given rule) is RUNNING and return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for job in slurm_jobs():
+            if job["state"] == "RUNNING" and rule_substring in job["comment"]:
+                return job
+        if head.poll() is not None:
+            raise AssertionError(f"snakemake ended (exit {head.returncode}) before a job ran")
+        time.sleep(0.5)
+    raise AssertionError(f"no running job matching {rule_substring!r} within {timeout} s")
+
+
+def requeue(job_id: str) -> None:
+    """Preempt a running job the way SLURM does with PreemptMode=REQUEUE, and let it start again now."""
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    # A requeued job waits ~2 minutes (BeginTime) by default; a preempted job on a busy cluster
+    # would wait for resources instead. Starting it now keeps the test short.
+    time.sleep(1)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+
+
+def kill_head(head: subprocess.Popen) -> None:
+    """SIGKILL the head process, as a lost login session or an OOM killer would."""
+    os.kill(head.pid, signal.SIGKILL)
+    head.wait()
+
+
+def tree_digest(root: Path, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+    """sha256 of every file under ``root`` (relative paths), skipping names matching ``exclude``."""
+    digests = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not any(Path(rel).match(pattern) for pattern in exclude):
+            digests[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
