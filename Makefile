@@ -38,7 +38,7 @@ lint: setup
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/ruff check scripts tests bench
 	$(BIN)/ruff format --check scripts tests bench
-	$(SNAKEMAKE) --lint --cores 1
+	tests/lint_check.sh $(SNAKEMAKE)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests

@@ -39,14 +39,18 @@ def cancel_leftovers(prefix: str = JOB_PREFIX) -> list[str]:
     if ids:
         subprocess.run(["scancel", *ids], check=False)
     deadline = time.monotonic() + 60
-    while slurm_jobs(prefix) and any(j["state"] not in ("COMPLETED", "CANCELLED", "FAILED") for j in slurm_jobs(prefix)):
+    while slurm_jobs(prefix) and any(
+        j["state"] not in ("COMPLETED", "CANCELLED", "FAILED") for j in slurm_jobs(prefix)
+    ):
         if time.monotonic() > deadline:
             break
         time.sleep(1)
     return ids
 
 
-def start_head(workdir: Path, config: dict, targets: list[str], extra: list[str] | None = None) -> subprocess.Popen:
+def start_head(
+    workdir: Path, config: dict, targets: list[str], extra: list[str] | None = None
+) -> subprocess.Popen:
     """Start ``snakemake --profile profiles/slurm`` in the background; its output goes to head.log."""
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "test-config.yaml"
