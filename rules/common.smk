@@ -30,6 +30,11 @@ def validate_config_section(data, schema_file, where):
     validate(data, str(schema_file), set_default=True)
 
 
+# `--config llc_promote=true` reaches us as the string "true" (Snakemake reads Python's
+# `True`, not YAML's `true`): accept both spellings for top-level switches.
+for _key, _value in list(config.items()):
+    if isinstance(_value, str) and _value.lower() in ("true", "false"):
+        config[_key] = _value.lower() == "true"
 validate_config_section(config, SCHEMAS / "config.schema.yaml", "config")
 for _name in WORKFLOWS:
     config.setdefault(_name, {})

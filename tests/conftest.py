@@ -17,9 +17,10 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(SCRIPTS))  # tests import the scripts' functions directly
 
 
-def snakemake_env() -> dict:
+def snakemake_env(path: str | None = None) -> dict:
+    """The environment of a Snakemake run: the venv first on ``path`` (default: ours)."""
     env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{BIN}{os.pathsep}{path or env.get('PATH', '')}"
     return env
 
 
@@ -31,11 +32,12 @@ def run_workflow(
     extra: list[str] | None = None,
     check: bool = True,
     timeout: float = 900,
+    path: str | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the package's Snakefile in ``workdir`` with ``config`` (written to workdir/config.yaml).
 
     Returns the completed process (stdout and stderr merged into ``.stdout``); with ``check``,
-    a non-zero exit fails the test and shows Snakemake's output.
+    a non-zero exit fails the test and shows Snakemake's output. ``path`` replaces PATH.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +59,7 @@ def run_workflow(
     proc = subprocess.run(
         cmd,
         cwd=workdir,
-        env=snakemake_env(),
+        env=snakemake_env(path),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import pytest
+import yaml
 from common import CommandError, atomic_open, config_errors, content_hash, run_command
 from conftest import REPO, run_workflow
 
@@ -75,8 +77,6 @@ def test_content_hash_is_stable_and_order_independent():
 
 
 def test_profiles_set_greedy_scheduler_and_global_limits():
-    import yaml
-
     local = yaml.safe_load((REPO / "profiles/local/config.yaml").read_text())
     slurm = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     for profile in (local, slurm):
@@ -100,3 +100,45 @@ def test_slurm_test_cluster_script_is_idempotent(slurm_cluster, tmp_path):
     assert job.isdigit()
     show = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, check=True)
     assert f"JobId={job}" in show.stdout
+
+
+def test_config_switch_accepts_yaml_spelling_from_the_command_line(tmp_path):
+    # `--config llc_promote=true` arrives as a string; it must read as the boolean switch
+    proc = run_workflow(
+        tmp_path, {"llc": {"enabled": False}}, [], extra=["-n", "--config", "llc_promote=true"]
+    )
+    assert "invalid configuration" not in proc.stdout
+    proc = dry_run(tmp_path, {"llc": {"enabled": False}, "llc_promote": "maybe"})
+    assert proc.returncode != 0
+    assert "config key 'llc_promote'" in proc.stdout
+
+
+def test_dry_run_on_the_slurm_profile_plans_every_workflow_and_submits_nothing(tmp_path):
+    """`snakemake -n --profile profiles/slurm` on the bundled examples: jobs listed, no sbatch."""
+    examples = REPO / "examples"
+    if not examples.is_dir():
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts/make_examples.py"), str(tmp_path / "examples")],
+            check=True,
+            capture_output=True,
+        )
+    else:
+        (tmp_path / "examples").symlink_to(examples)
+    # Every SLURM command on PATH records its call and fails instead of reaching a cluster.
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    calls = tmp_path / "slurm-calls.txt"
+    for command in ("sbatch", "srun", "scancel", "squeue", "sacct", "sinfo", "scontrol"):
+        shim = shims / command
+        shim.write_text(f'#!/bin/sh\necho "{command} $*" >> {calls}\nexit 1\n')
+        shim.chmod(0o755)
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    env_path = f"{shims}{os.pathsep}{os.environ['PATH']}"
+    proc = run_workflow(tmp_path, config, [], profile="slurm", extra=["-n"], path=env_path)
+    for rule in ("af3_discover", "rnaseq_quant", "trendy_convert", "llc_run_sampler", "dali_iterative"):
+        assert rule in proc.stdout, f"the dry run does not plan {rule}"
+    # Read-only queries (the plugin reads `scontrol show config`) are fine; submissions are not.
+    called = calls.read_text().splitlines() if calls.exists() else []
+    submitted = [line for line in called if line.split()[0] in ("sbatch", "srun", "scancel")]
+    assert submitted == [], f"a dry run reached SLURM: {submitted}"
+    assert not (tmp_path / "results").exists()
