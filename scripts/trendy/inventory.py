@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-FILE_NAME = re.compile(r"^(?P<prefix>.+?)_(?P<simulation>S[0-9])_(?P<variable>.+?)\.nc(?P<gz>\.gz)?$")
+# \Z, not $: '$' also matches before a trailing newline, and "x_S3_npp.nc\n" is not x_S3_npp.nc.
+FILE_NAME = re.compile(r"^(?P<prefix>.+?)_(?P<simulation>S[0-9])_(?P<variable>.+?)\.nc(?P<gz>\.gz)?\Z")
 
 
 @dataclass(frozen=True)
