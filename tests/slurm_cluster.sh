@@ -12,8 +12,9 @@ conf=/etc/slurm/slurm.conf
 is_up() { sinfo -h -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; }
 
 write_conf() {
-    # CPUs: more than the machine has (config_overrides) so that group jobs whose summed
-    # threads exceed 2 cores can still be scheduled, as on a real node.
+    # CPUs and memory: a typical compute node, more than this machine has (config_overrides), so
+    # that the resilience tests' scenarios and group jobs whose summed threads exceed 2 cores
+    # are scheduled side by side, as on a real node. The test jobs use a fraction of what they ask.
     cat >"$conf" <<CONF
 ClusterName=hpcpipe-test
 SlurmctldHost=$host
@@ -37,7 +38,7 @@ MpiDefault=none
 SlurmctldLogFile=/var/log/slurmctld.log
 SlurmdLogFile=/var/log/slurmd.log
 SlurmdParameters=config_overrides
-NodeName=$host CPUs=16 RealMemory=16000 State=UNKNOWN
+NodeName=$host CPUs=32 RealMemory=96000 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 }

@@ -20,30 +20,39 @@ from conftest import BIN, REPO, snakemake_env
 JOB_PREFIX = "hpcpipe"  # profiles/slurm: slurm-jobname-prefix
 
 
-def slurm_jobs(prefix: str = JOB_PREFIX) -> list[dict]:
-    """Jobs in the queue whose name starts with ``prefix``: id, name, state, comment (rule)."""
+ENDED = ("COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED")
+
+
+def slurm_jobs(prefix: str = JOB_PREFIX, active_only: bool = False) -> list[dict]:
+    """Jobs in the queue whose name starts with ``prefix``: id, name, state, comment (rule).
+
+    squeue keeps ended jobs for MinJobAge seconds; ``active_only`` leaves them out.
+    """
     out = subprocess.run(
         ["squeue", "-h", "-o", "%i|%j|%T|%k"], capture_output=True, text=True, check=True
     ).stdout
     jobs = []
     for line in out.splitlines():
         job_id, name, state, comment = line.split("|", 3)
-        if name.startswith(prefix):
+        if name.startswith(prefix) and not (active_only and state in ENDED):
             jobs.append({"id": job_id, "name": name, "state": state, "comment": comment})
     return jobs
 
 
-def cancel_leftovers(prefix: str = JOB_PREFIX) -> list[str]:
-    """Cancel every queued or running job of ours (what the README tells a user to do)."""
-    ids = [job["id"] for job in slurm_jobs(prefix)]
+def cancel_leftovers(prefix: str = JOB_PREFIX, signal: str | None = None) -> list[str]:
+    """Cancel every queued or running job of ours (what the README tells a user to do).
+
+    ``signal="KILL"`` kills at once, as a node failure or the OOM killer would: no job gets the
+    chance to clean up after itself. Returns the ids of the jobs that were still active.
+    """
+    ids = [job["id"] for job in slurm_jobs(prefix, active_only=True)]
     if ids:
-        subprocess.run(["scancel", *ids], check=False)
+        subprocess.run(["scancel", *(["--signal", signal, "--full"] if signal else []), *ids], check=False)
+        if signal:  # a signal alone does not end the job's record; cancel what survived it
+            time.sleep(2)
+            subprocess.run(["scancel", *ids], check=False)
     deadline = time.monotonic() + 60
-    while slurm_jobs(prefix) and any(
-        j["state"] not in ("COMPLETED", "CANCELLED", "FAILED") for j in slurm_jobs(prefix)
-    ):
-        if time.monotonic() > deadline:
-            break
+    while slurm_jobs(prefix, active_only=True) and time.monotonic() < deadline:
         time.sleep(1)
     return ids
 
@@ -72,11 +81,13 @@ def start_head(
     return subprocess.Popen(cmd, cwd=workdir, env=snakemake_env(), stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_for_running_job(head: subprocess.Popen, rule_substring: str = "", timeout: float = 180) -> dict:
+def wait_for_running_job(
+    head: subprocess.Popen, rule_substring: str = "", timeout: float = 300, prefix: str = JOB_PREFIX
+) -> dict:
     """Wait until one of our SLURM jobs (optionally of a given rule) is RUNNING and return it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for job in slurm_jobs():
+        for job in slurm_jobs(prefix):
             if job["state"] == "RUNNING" and rule_substring in job["comment"]:
                 return job
         if head.poll() is not None:

@@ -1,0 +1,547 @@
+"""Preemption, a killed head process, node-local leftovers and bad inputs on a real SLURM.
+
+Every workflow runs a small batch that holds one bad item among good ones. The reference is an
+undisturbed run of the same batch with ``profiles/local``; the disturbed runs go through
+``profiles/slurm`` on the test cluster (tests/slurm_cluster.sh):
+
+- preempted: one running job is requeued (``scontrol requeue``, what SLURM does on preemption);
+- killed head: ``snakemake`` gets SIGKILL mid-run, its queued jobs are cancelled by the job-name
+  prefix, and ``snakemake --profile profiles/slurm --rerun-incomplete`` finishes the batch.
+
+Both must end with the reference's bytes for the good items, a message naming the bad one, and a
+non-zero exit. What legitimately differs between two runs (timings, job ids, logs) is left out of
+the comparison by each workflow's ``fingerprint``, and the reason is written there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, run_workflow
+from slurm_tools import (
+    JOB_PREFIX,
+    cancel_leftovers,
+    kill_head,
+    requeue,
+    slurm_jobs,
+    start_head,
+    tree_digest,
+    wait_for_running_job,
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+WORKFLOWS = ["af3", "rnaseq", "trendy", "llc", "dali"]
+SLURM_FAST = ["--slurm-init-seconds-before-status-checks", "2"]
+HEAD_TIMEOUT = 420
+
+
+@dataclass
+class Case:
+    """One workflow's small batch with a bad item, and how to compare two of its results."""
+
+    workflow: str
+    config: dict
+    bad: str  # the bad item's name: the failure must name it
+    fingerprint: Callable[[Path], dict]  # workdir -> {relative path: digest} of what must match
+    failure_text: Callable[[Path, str], str]  # workdir, head output -> where the failure is told
+    exit_fails: bool = True  # whether the bad item makes the run's exit code non-zero
+    disturb: str = ""  # the rule (in the job's SLURM comment) whose running job is disturbed
+    # workdir, scratch -> whether the disturbed job is at work (default: it has run for 3 s)
+    at_work: Callable[[Path, Path], bool] | None = None
+    extra: list[str] = field(default_factory=list)
+    server: object = None  # a loopback server the jobs download from (rnaseq)
+
+    @property
+    def target(self) -> str:
+        return f"{self.workflow}_all"
+
+
+def others_off(workflow: str) -> dict:
+    return {name: {"enabled": False} for name in WORKFLOWS if name != workflow}
+
+
+def logs_text(workdir: Path, pattern: str) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted(workdir.glob(pattern)))
+
+
+# --- af3: four finished jobs and the broken ones of the examples ------------------------------
+
+
+def af3_case(root: Path) -> Case:
+    from af3 import example_inputs
+
+    src = root / "af3_output"
+    example_inputs.make_tree(src, n_jobs=4, msa_depth=100, broken=True)
+
+    def fingerprint(workdir: Path) -> dict:
+        out = workdir / "results/af3"
+        digests = {f"organized/{k}": v for k, v in tree_digest(out / "organized").items()}
+        for table in ("tables/confidences.tsv", "tables/groups.tsv", "manifest/problems.tsv"):
+            digests[table] = hashlib.sha256((out / table).read_bytes()).hexdigest()
+        return digests
+
+    def failure_text(workdir: Path, head_log: str) -> str:
+        return (workdir / "results/af3/manifest/problems.tsv").read_text()
+
+    config = {"af3": {"enabled": True, "source_root": str(src), "n_chunks": 2}, **others_off("af3")}
+    # A job that AF3 left truncated is a reported problem, not a failed run: AF3 may still be
+    # writing it, and the next sync picks it up (issue 3's design).
+    return Case(
+        "af3",
+        config,
+        "SMYD2_H3_truncated_data",
+        fingerprint,
+        failure_text,
+        exit_fails=False,
+        disturb="organize",
+        extra=["--set-threads", "af3_organize_chunk=2"],  # the profile's 16 would fill the test node
+    )
+
+
+# --- rnaseq: two good runs and one whose MD5 is wrong, from a loopback HTTP server ---------------
+
+
+def rnaseq_case(root: Path) -> Case:
+    from rnaseq.http_fixture import FixtureServer
+    from rnaseq.simulate import make_transcriptome, random_abundances, simulate_reads, write_fasta
+
+    serve = root / "serve"
+    (serve / "ena").mkdir(parents=True)
+    transcripts = make_transcriptome(30, seed=5)
+    write_fasta(transcripts, root / "tx.fa")
+    runs = {"SRR40": True, "SRR41": False, "SRR49": False}  # run -> paired
+    for k, (run, paired) in enumerate(runs.items()):
+        abundances = random_abundances(list(transcripts), seed=50 + k)
+        simulate_reads(transcripts, abundances, 4000, serve / "ena" / run, run, paired, seed=60 + k)
+    # Slow enough that a download job is still running when the test disturbs it.
+    server = FixtureServer(serve, rate=60_000).start()
+    columns = ["run", "sample", "layout", "fastq_ftp", "fastq_md5", "fastq_bytes", "sra_url"]
+    lines = ["\t".join([*columns, "fragment_length", "fragment_sd"])]
+    for run, paired in runs.items():
+        names = [f"{run}_1.fastq.gz", f"{run}_2.fastq.gz"] if paired else [f"{run}.fastq.gz"]
+        md5s = [hashlib.md5((serve / "ena" / n).read_bytes()).hexdigest() for n in names]
+        if run == "SRR49":
+            md5s = ["0123456789abcdef0123456789abcdef"]
+        sizes = [str((serve / "ena" / n).stat().st_size) for n in names]
+        fields = [
+            run,
+            f"s_{run}",
+            "paired" if paired else "single",
+            ";".join(server.url(f"ena/{n}") for n in names),
+            ";".join(md5s),
+            ";".join(sizes),
+            "",
+            "" if paired else "250",
+            "" if paired else "25",
+        ]
+        lines.append("\t".join(fields))
+    (root / "samples.tsv").write_text("\n".join(lines) + "\n")
+    config = {
+        "rnaseq": {
+            "enabled": True,
+            "samples": str(root / "samples.tsv"),
+            "transcriptomes": {"Formica_simulata": str(root / "tx.fa")},
+            "sources": ["ena"],
+            "download": {"attempt_timeout_s": 120, "stall_timeout_s": 10, "retries": 0},
+        },
+        **others_off("rnaseq"),
+    }
+
+    def fingerprint(workdir: Path) -> dict:
+        # kallisto's abundances and the merged matrices; run_info.json and the metrics carry
+        # timestamps and durations, and the QC table carries download times.
+        out = workdir / "results/rnaseq"
+        digests = {}
+        for path in sorted([*out.glob("quant/*/*_abundance.tsv"), *out.glob("merge/*/*.tsv")]):
+            digests[path.relative_to(out).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return digests
+
+    def failure_text(workdir: Path, head_log: str) -> str:
+        return head_log + logs_text(workdir, "logs/rnaseq/download/*.log")
+
+    return Case("rnaseq", config, "SRR49", fingerprint, failure_text, server=server, disturb="download")
+
+
+# --- trendy: three good files and one truncated by an interrupted transfer -----------------------
+
+
+def trendy_case(root: Path) -> Case:
+    from trendy.synthetic import bad_cases, quirk_cases, write_case
+
+    tree = root / "TRENDYv13"
+    by_name = {case.name: case for case in quirk_cases()}
+    for name in ("cable_months_since", "isam_month_as_ymd_lon360", "visit_decimal_years_missing_value_only"):
+        write_case(by_name[name], tree)
+    truncated, writer = bad_cases()["truncated"]
+    writer(truncated, tree)
+    section = yaml.safe_load((REPO / "config/config.yaml").read_text())["trendy"]
+    section.update(root=str(tree), models=["CABLE-POP", "ISAM", "VISIT-UT", "LPX"], simulations=["S1", "S3"])
+
+    def fingerprint(workdir: Path) -> dict:
+        # Each converted file's header and data, read back with netCDF4. Bytes are compared too,
+        # except the `history` attribute's creation time.
+        import netCDF4
+
+        digests = {}
+        for path in sorted((workdir / "results/trendy/MODELS").rglob("*.nc")):
+            with netCDF4.Dataset(path) as ds:
+                attrs = {k: str(ds.getncattr(k)) for k in ds.ncattrs() if k != "history"}
+                text = json.dumps(attrs, sort_keys=True)
+                for name, var in sorted(ds.variables.items()):
+                    var.set_auto_mask(False)
+                    meta = {k: str(var.getncattr(k)) for k in var.ncattrs()}
+                    text += (
+                        name
+                        + json.dumps(meta, sort_keys=True)
+                        + hashlib.sha256(np.ascontiguousarray(var[:]).tobytes()).hexdigest()
+                    )
+            digests[path.relative_to(workdir).as_posix()] = hashlib.sha256(text.encode()).hexdigest()
+        return digests
+
+    def failure_text(workdir: Path, head_log: str) -> str:
+        return head_log + (workdir / "results/trendy/conversions.tsv").read_text()
+
+    return Case(
+        "trendy", {"trendy": section, **others_off("trendy")}, "LPX-Bern_S1_gpp.nc", fingerprint, failure_text
+    )
+
+
+# --- llc: one target, a good sampler and one whose step size diverges ----------------------------
+
+
+def llc_case(root: Path) -> Case:
+    section = {
+        "enabled": True,
+        "targets": [{"name": "small", "family": "linear", "widths": [3, 1], "n": 200, "seed": 3}],
+        "samplers": [
+            {"kind": "sgld", "name": "fine", "step_size": 1e-3, "draws": 2000, "burnin": 200, "chains": 2},
+            {"kind": "sgld", "name": "blowup", "step_size": 1.0, "draws": 300, "burnin": 100, "chains": 2},
+        ],
+    }
+
+    def fingerprint(workdir: Path) -> dict:
+        # The chains' draws and every estimate; the timings (wall_time_s, grad_evals_per_s) and the
+        # tables that hold them differ from run to run.
+        digests = {}
+        for run in sorted((workdir / "results/llc/runs").iterdir()):
+            with np.load(run / "traces.npz") as traces:
+                for name in sorted(traces.files):
+                    digests[f"{run.name}/traces/{name}"] = hashlib.sha256(traces[name].tobytes()).hexdigest()
+            analysis = json.loads((run / "analysis.json").read_text())
+            analysis = {k: v for k, v in analysis.items() if "time" not in k and not k.endswith("_per_s")}
+            digests[f"{run.name}/analysis"] = hashlib.sha256(
+                json.dumps(analysis, sort_keys=True).encode()
+            ).hexdigest()
+        return digests
+
+    def failure_text(workdir: Path, head_log: str) -> str:
+        return head_log + logs_text(workdir, "logs/llc/run_sampler/*.log")
+
+    return Case(
+        "llc",
+        {"llc": section, **others_off("llc")},
+        "sampler 'blowup'",
+        fingerprint,
+        failure_text,
+        disturb="sampler",
+    )
+
+
+# --- dali: two real two-domain queries and one PDB without a chain identifier --------------------
+
+
+def dali_case(root: Path) -> Case:
+    from dali import example_inputs
+
+    examples = root / "examples"
+    example_inputs.make(examples)
+    inputs = root / "inputs"
+    inputs.mkdir()
+    good = ["AF-EXCYT2-F1", "AF-EXCYT1-F1"]
+    bad = "AF-NOCHAIN-F1"
+    for protein in good:
+        for suffix in (".pdb", "_hits4Dali"):
+            shutil.copy(examples / "inputs" / f"{protein}{suffix}", inputs)
+    lines = (examples / "inputs" / f"{good[0]}.pdb").read_text().splitlines()
+    (inputs / f"{bad}.pdb").write_text(
+        "\n".join(x[:21] + " " + x[22:] if x.startswith("ATOM") else x for x in lines) + "\n"
+    )
+    shutil.copy(examples / "inputs" / f"{good[0]}_hits4Dali", inputs / f"{bad}_hits4Dali")
+    section = {
+        "enabled": True,
+        "input_dir": str(inputs),
+        "protein_list": "",
+        "template_dir": str(examples / "ECOD70"),
+        "aligner": "dali",
+        "dali_pl": str(REPO / "tests/dali/fake_dalilite/dali.pl"),
+    }
+
+    def fingerprint(workdir: Path) -> dict:
+        # The hits files; the done markers carry the SLURM job id and the scratch path.
+        out = workdir / "results/dali"
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.glob("*_iterativdDali_hits"))
+        }
+
+    def failure_text(workdir: Path, head_log: str) -> str:
+        return head_log + logs_text(workdir, "logs/dali/*.log")
+
+    def at_work(workdir: Path, scratch: Path) -> bool:
+        """A protein's shadow directory exists: the job is aligning on scratch."""
+        return any((scratch / "shadow").glob("*/.dali-job.lock"))
+
+    # Node-local scratch of the test node; a killed job's shadow directory counts as stale after 1 s
+    # (its lock is what protects a running job, not its age).
+    extra = ["--set-resources", "dali_iterative:dali_stale_scratch_s=1"]
+    return Case(
+        "dali",
+        {"dali": section, **others_off("dali")},
+        bad,
+        fingerprint,
+        failure_text,
+        extra=extra,
+        at_work=at_work,
+    )
+
+
+BUILDERS = {"af3": af3_case, "rnaseq": rnaseq_case, "trendy": trendy_case, "llc": llc_case, "dali": dali_case}
+
+
+@dataclass
+class Outcome:
+    """What one run left: its exit code, its output, the fingerprint of its results, observations."""
+
+    returncode: int
+    output: str
+    workdir: Path
+    seen: dict = field(default_factory=dict)
+
+
+def slurm_extra(case: Case, prefix: str, scratch: Path) -> list[str]:
+    # Each scenario names its jobs with its own prefix, so that the scenarios of all workflows
+    # can share the test cluster at once without touching each other's jobs.
+    return [*SLURM_FAST, "--slurm-jobname-prefix", prefix, "--shadow-prefix", str(scratch), *case.extra]
+
+
+def wait_until_at_work(case: Case, workdir: Path, scratch: Path, timeout: float = 120) -> None:
+    """Let the disturbed job get into its work, so that the disturbance interrupts something."""
+    if case.at_work is None:
+        time.sleep(3)
+        return
+    deadline = time.monotonic() + timeout
+    while not case.at_work(workdir, scratch):
+        assert time.monotonic() < deadline, f"{case.workflow}: the job never got to work"
+        time.sleep(0.5)
+
+
+def reference_run(case: Case, root: Path) -> Outcome:
+    """The undisturbed run, with profiles/local."""
+    extra = ["--cores", "2", "--shadow-prefix", str(root / "scratch"), *case.extra]
+    proc = run_workflow(root / "work", case.config, [case.target], extra=extra, check=False)
+    return Outcome(proc.returncode, proc.stdout, root / "work")
+
+
+def requeued_run(case: Case, root: Path) -> Outcome:
+    """Scenario 1: one running job is requeued, as SLURM does when it preempts a job."""
+    prefix = f"{JOB_PREFIX}-{case.workflow}-requeue"
+    workdir = root / "work"
+    head = start_head(
+        workdir, case.config, ["--", case.target], extra=slurm_extra(case, prefix, root / "scratch")
+    )
+    job = wait_for_running_job(head, case.disturb, prefix=prefix)
+    wait_until_at_work(case, workdir, root / "scratch")
+    requeue(job["id"])
+    head.wait(timeout=HEAD_TIMEOUT)
+    show = subprocess.run(["scontrol", "show", "job", job["id"]], capture_output=True, text=True).stdout
+    return Outcome(head.returncode, (workdir / "head.log").read_text(), workdir, {"job": job, "show": show})
+
+
+def killed_run(case: Case, root: Path) -> Outcome:
+    """Scenarios 2 and 4: SIGKILL the head mid-run, cancel its jobs by name, rerun what is incomplete."""
+    prefix = f"{JOB_PREFIX}-{case.workflow}-kill"
+    workdir, scratch = root / "work", root / "scratch"
+    extra = slurm_extra(case, prefix, scratch)
+    head = start_head(workdir, case.config, ["--", case.target], extra=extra)
+    job = wait_for_running_job(head, case.disturb, prefix=prefix)
+    wait_until_at_work(case, workdir, scratch)
+    kill_head(head)
+    # What the README tells a user: cancel what the dead head left queued or running, by name.
+    # KILL, as a node failure or the OOM killer would: no job gets to clean up after itself.
+    cancelled = cancel_leftovers(prefix, signal="KILL")
+    still_active = slurm_jobs(prefix, active_only=True)
+    shadow = scratch / "shadow"
+    left_on_scratch = sorted(p.name for p in shadow.iterdir()) if shadow.is_dir() else []
+    # A new head process: unlock the work directory the dead one held, then rerun what is incomplete.
+    run_workflow(workdir, case.config, [case.target], profile="slurm", extra=["--unlock"])
+    rerun = run_workflow(
+        workdir,
+        case.config,
+        [case.target],
+        profile="slurm",
+        extra=[*extra, "--rerun-incomplete"],
+        check=False,
+    )
+    seen = {
+        "job": job,
+        "cancelled": cancelled,
+        "still_active": still_active,
+        "left_on_scratch": left_on_scratch,
+    }
+    return Outcome(rerun.returncode, rerun.stdout, workdir, seen)
+
+
+@pytest.fixture(scope="module")
+def runs(slurm_cluster, tmp_path_factory):
+    """Every scenario of every workflow, run at once on the test cluster (they mostly wait on
+    SLURM, so side by side they take the time of the slowest, not the sum)."""
+    root = tmp_path_factory.mktemp("resilience")
+    # HPCPIPE_RESILIENCE=af3,llc runs only those workflows' scenarios (the others' tests then error).
+    chosen = os.environ.get("HPCPIPE_RESILIENCE", ",".join(WORKFLOWS)).split(",")
+    cases = {wf: BUILDERS[wf](root / wf / "inputs") for wf in WORKFLOWS if wf in chosen}
+    scenarios = {"reference": reference_run, "requeue": requeued_run, "kill": killed_run}
+    with ThreadPoolExecutor(max_workers=len(cases) * len(scenarios) + 1) as pool:
+        futures = {
+            (wf, name): pool.submit(run, case, root / wf / name)
+            for wf, case in cases.items()
+            for name, run in scenarios.items()
+        }
+        if "rnaseq" in cases:
+            futures[("rnaseq", "walltime")] = pool.submit(walltime_run, root / "walltime")
+        wait(futures.values())
+    for case in cases.values():
+        if case.server is not None:
+            case.server.stop()
+    yield cases, futures
+
+
+def outcome(runs, workflow: str, scenario: str) -> Outcome:
+    """The scenario's outcome; an error inside the scenario is raised here, in its own test."""
+    return runs[1][(workflow, scenario)].result()
+
+
+def check_against_reference(runs, workflow: str, scenario: str) -> Outcome:
+    case = runs[0][workflow]
+    reference, result = outcome(runs, workflow, "reference"), outcome(runs, workflow, scenario)
+    for run in (reference, result):
+        assert (run.returncode != 0) == case.exit_fails, run.output[-4000:]
+        assert case.bad in case.failure_text(run.workdir, run.output), run.output[-4000:]
+    expected = case.fingerprint(reference.workdir)
+    assert expected, f"the reference run of {workflow} produced nothing to compare"
+    assert case.fingerprint(result.workdir) == expected
+    return result
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS)
+def test_a_preempted_job_is_requeued_and_the_results_match(runs, workflow):
+    result = check_against_reference(runs, workflow, "requeue")
+    job = result.seen["job"]
+    assert "Restarts=1" in result.seen["show"], f"job {job['id']} was not requeued:\n{result.seen['show']}"
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS)
+def test_a_killed_head_process_resumes_with_rerun_incomplete(runs, workflow):
+    result = check_against_reference(runs, workflow, "kill")
+    assert result.seen["cancelled"], "the head was killed after its jobs ended: nothing was interrupted"
+    assert result.seen["still_active"] == []
+
+
+def test_stale_scratch_is_cleaned_and_the_template_cache_holds_no_partial_file(runs):
+    """Scenario 4, on the dali run whose head and jobs were killed."""
+    case, result = runs[0]["dali"], outcome(runs, "dali", "kill")
+    assert result.seen["left_on_scratch"], "the killed dali jobs left no shadow directory to clean"
+    scratch = result.workdir.parent / "scratch"
+    assert list((scratch / "shadow").iterdir()) == []
+    cache = scratch / "dali-template-cache"
+    assert not list(cache.rglob(".tmp.*"))
+    templates = list(cache.rglob("*.pdb"))
+    assert templates
+    for template in templates:
+        source = Path(case.config["dali"]["template_dir"]) / template.name
+        assert template.read_bytes() == source.read_bytes(), template
+
+
+def walltime_run(tmp_path: Path) -> Outcome:
+    """Scenario 3: a download slower than its 1-minute walltime."""
+    from rnaseq.http_fixture import FixtureServer
+    from rnaseq.simulate import make_transcriptome, random_abundances, simulate_reads, write_fasta
+
+    serve = tmp_path / "serve"
+    (serve / "ena").mkdir(parents=True)
+    transcripts = make_transcriptome(20, seed=7)
+    write_fasta(transcripts, tmp_path / "tx.fa")
+    run = "SRR50"
+    simulate_reads(
+        transcripts, random_abundances(list(transcripts), seed=8), 3000, serve / "ena" / run, run, False
+    )
+    fastq = serve / "ena" / f"{run}.fastq.gz"
+    size = fastq.stat().st_size
+    (tmp_path / "samples.tsv").write_text(
+        "run\tsample\tlayout\tfastq_ftp\tfastq_md5\tfastq_bytes\tfragment_length\tfragment_sd\n"
+        f"{run}\ts1\tsingle\t{{url}}\t{hashlib.md5(fastq.read_bytes()).hexdigest()}\t{size}\t250\t25\n"
+    )
+    config = {
+        "rnaseq": {
+            "enabled": True,
+            "samples": str(tmp_path / "samples.tsv"),
+            "transcriptomes": {"Formica_simulata": str(tmp_path / "tx.fa")},
+            "sources": ["ena"],
+            "download": {"attempt_timeout_s": 600, "stall_timeout_s": 30, "retries": 1},
+        },
+        **others_off("rnaseq"),
+    }
+    # 100 s for the whole file: over attempt 1's minute (SLURM ends a job within ~30 s of its
+    # limit), well inside attempt 2's two minutes even without the resume.
+    with FixtureServer(serve, rate=size / 100) as server:
+        sheet = tmp_path / "samples.tsv"
+        sheet.write_text(sheet.read_text().replace("{url}", server.url(f"ena/{run}.fastq.gz")))
+        proc = run_workflow(
+            tmp_path / "work",
+            config,
+            ["rnaseq_all"],
+            profile="slurm",
+            extra=[
+                *SLURM_FAST,
+                "--slurm-jobname-prefix",
+                f"{JOB_PREFIX}-rnaseq-walltime",
+                "--set-resources",
+                "rnaseq_download:runtime=attempt*1",
+            ],
+            check=False,
+        )
+    return Outcome(proc.returncode, proc.stdout, tmp_path / "work", {"run": run})
+
+
+def test_a_job_over_its_walltime_gets_more_time_on_the_next_attempt(runs):
+    """SLURM ends attempt 1 at its 1-minute limit; attempt 2 gets 2 minutes and resumes the
+    transfer where attempt 1 stopped."""
+    proc = outcome(runs, "rnaseq", "walltime")
+    run = proc.seen["run"]
+    assert proc.returncode == 0, proc.output[-4000:]
+    timeouts = [line for line in proc.output.splitlines() if "TIMEOUT" in line]
+    assert timeouts, "attempt 1 was not ended by its walltime:\n" + proc.output[-4000:]
+    job_ids = re.findall(r"SLURM jobid (\d+)", proc.output)
+    limits = {}
+    for job_id in job_ids:
+        show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+        if "rnaseq_download" in show:
+            limits[job_id] = (re.search(r"TimeLimit=(\S+)", show)[1], re.search(r"JobState=(\S+)", show)[1])
+    assert sorted(limits.values()) == [("00:01:00", "TIMEOUT"), ("00:02:00", "COMPLETED")], limits
+    log = (proc.workdir / "logs/rnaseq/download" / f"{run}.log").read_text()
+    assert "resumed at byte" in log, log
+    abundance = proc.workdir / f"results/rnaseq/quant/{run}/{run}_abundance.tsv"
+    assert abundance.read_text().startswith("target_id\t")
