@@ -7,6 +7,7 @@ confidences, summary confidences and ranking scores are present and the JSON fil
 
 Each complete job goes to chunk ``sha1(name) mod n_chunks``. A chunk manifest is rewritten only
 when its content changes, so its mtime tells Snakemake which chunks must be organized again.
+``n_chunks: auto`` derives the count from the number of complete jobs (:func:`chunk_count`).
 """
 
 import hashlib
@@ -73,6 +74,25 @@ def chunk_of(job: str, n_chunks: int) -> str:
     """Stable chunk id of a job name: adding or removing other jobs never moves it."""
     digest = hashlib.sha1(job.encode("utf-8", "surrogateescape")).digest()
     return f"{int.from_bytes(digest[:8], 'big') % n_chunks:03d}"
+
+
+JOBS_PER_CHUNK = 256
+
+
+def chunk_count(n_chunks: int | str, n_jobs: int) -> int:
+    """The number of chunks: ``n_chunks`` itself, or for ``"auto"`` the power of two nearest above
+    ``n_jobs / 256`` (1 up to 256 jobs, 64 for 13,700).
+
+    Each chunk is one Snakemake job with its own Python start-up, so a small tree gets few. A power
+    of two changes seldom as jobs are added; when it does, every chunk is checked again once
+    (unchanged jobs are skipped by their markers).
+    """
+    if n_chunks != "auto":
+        return int(n_chunks)
+    count = 1
+    while count * JOBS_PER_CHUNK < n_jobs and count < 512:
+        count *= 2
+    return count
 
 
 def json_tail_ok(path: str, tail_bytes: int = 64) -> bool:
@@ -162,8 +182,11 @@ def classify_job(path: str, name: str, group_regex: str) -> JobEntry:
     return entry
 
 
-def scan_root(root: str | os.PathLike, group_regex: str, n_chunks: int) -> list[JobEntry]:
-    """Classify every directory directly under ``root`` (files at the top level are ignored)."""
+def scan_root(root: str | os.PathLike, group_regex: str, n_chunks: int | str) -> list[JobEntry]:
+    """Classify every directory directly under ``root`` (files at the top level are ignored).
+
+    ``n_chunks``: a count, or ``"auto"`` (see :func:`chunk_count`).
+    """
     entries = []
     with os.scandir(root) as it:
         children = sorted((c for c in it if c.is_dir(follow_symlinks=False)), key=lambda c: c.name)
@@ -172,9 +195,11 @@ def scan_root(root: str | os.PathLike, group_regex: str, n_chunks: int) -> list[
             entry = classify_job(child.path, child.name, group_regex)
         except OSError as err:
             entry = JobEntry(job=child.name, status="malformed", reason=f"unreadable: {err}")
-        if entry.status == "complete":
-            entry.chunk = chunk_of(entry.job, n_chunks)
         entries.append(entry)
+    complete = [e for e in entries if e.status == "complete"]
+    count = chunk_count(n_chunks, len(complete))
+    for entry in complete:
+        entry.chunk = chunk_of(entry.job, count)
     return entries
 
 
@@ -271,6 +296,8 @@ def main(smk) -> None:
         entries, Path(smk.output.manifest), Path(smk.output.problems), Path(smk.params.chunk_dir)
     )
     log.info("discovered %(jobs)d job directories: %(complete)d complete, %(problems)d problem lines", stats)
+    complete = sum(e.status == "complete" for e in entries)
+    log.info("%d chunks (n_chunks: %s)", chunk_count(smk.params.n_chunks, complete), smk.params.n_chunks)
     log.info("chunks rewritten (new or changed jobs): %s", " ".join(stats["changed_chunks"]) or "none")
     for e in entries:
         if e.status != "complete":

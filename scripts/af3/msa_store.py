@@ -30,6 +30,9 @@ REFERENCE = re.compile(
     r'"(unpairedMsa|pairedMsa|mmcif)Path"(\s*:\s*)"((?:\.\./)*_msa_store/[0-9a-f]{2}/([0-9a-f]{64})\.(a3m|cif)\.(zst|xz))"'
 )
 STORE_DIRNAME = "_msa_store"
+# Bytes that ``json.dumps`` writes unescaped (printable ASCII but '"' and '\\'), and newline,
+# which it writes as the two characters '\\n'. An MSA is made of these alone.
+_PLAIN_BYTES = bytes([0x0A, *(b for b in range(0x20, 0x7F) if b not in (0x22, 0x5C))])
 
 
 class RestoreError(RuntimeError):
@@ -72,6 +75,17 @@ def decompress(data: bytes, codec: str) -> bytes:
     raise ValueError(f"unknown MSA codec {codec!r}")
 
 
+def json_string_body(value: str) -> str:
+    """``json.dumps(value)[1:-1]``, the way this module writes a value back; fast for MSA text.
+
+    Text of printable ASCII and newlines (every MSA and mmCIF seen) is escaped by one replace,
+    several times faster than ``json.dumps`` on megabytes; anything else goes to ``json.dumps``.
+    """
+    if value.isascii() and not value.encode("ascii").translate(None, _PLAIN_BYTES):
+        return value.replace("\n", "\\n")
+    return json.dumps(value)[1:-1]
+
+
 def _string_end(text: str, start: int) -> int:
     """Index of the closing quote of the JSON string literal whose body starts at ``start``."""
     i = start
@@ -87,9 +101,9 @@ def _string_end(text: str, start: int) -> int:
         i = j + 1
 
 
-def _owners(doc) -> list[tuple[str, str]]:
-    """(chain ids, key) of every stored key, in document order (the order of the text)."""
-    found: list[tuple[str, str]] = []
+def _owners(doc) -> list[tuple[str, str, str]]:
+    """(chain ids, key, value) of every stored key, in document order (the order of the text)."""
+    found: list[tuple[str, str, str]] = []
 
     def walk(node, chain):
         if isinstance(node, dict):
@@ -97,7 +111,7 @@ def _owners(doc) -> list[tuple[str, str]]:
                 chain = ",".join(node["id"]) if isinstance(node["id"], list) else node["id"]
             for key, value in node.items():
                 if key in STORED_KEYS and isinstance(value, str):
-                    found.append((chain, key))
+                    found.append((chain, key, value))
                 else:
                     walk(value, chain)
         elif isinstance(node, list):
@@ -145,10 +159,13 @@ def strip_text(
         body_start = match.end()
         body_end = _string_end(text, body_start)
         literal = text[body_start:body_end]
-        chain, key = owners[index] if index < len(owners) else ("", match.group(1))
+        if index < len(owners) and owners[index][1] == match.group(1):
+            chain, key, value = owners[index]
+        else:  # the text and the parsed document disagree: the count check below fails the job
+            chain, key, value = "", match.group(1), json.loads('"' + literal + '"')
         index += 1
-        value = json.loads('"' + literal + '"')
-        if len(value.encode()) < min_bytes or json.dumps(value)[1:-1] != literal:
+        # A value whose escaping json.dumps would not reproduce stays inline (exact restore).
+        if len(value.encode()) < min_bytes or json_string_body(value) != literal:
             if value:
                 result.kept_inline += 1
             continue
@@ -186,7 +203,7 @@ def restore_text(text: str, job_dir: Path, store: Path | None = None) -> str:
             raise RestoreError(f"{key}Path points at {path}, which is missing from the MSA store") from None
         if hashlib.sha256(data).hexdigest() != sha:
             raise RestoreError(f"{path}: content does not match its sha256 name")
-        return f'"{key}"{sep}{json.dumps(data.decode("utf-8"))}'
+        return f'"{key}"{sep}"{json_string_body(data.decode("utf-8"))}"'
 
     return REFERENCE.sub(replace, text)
 

@@ -2,10 +2,13 @@
 
 The archive is written straight from the (read-only) source job directory, in-process with
 ``tarfile`` and ``zstandard`` (no tar/zstd processes per job), in a reproducible form (sorted
-names, owner 0, source mtimes), to a temporary name, hashing every file as it is read. It is then
-read back in full: every member's name, type, size and sha256 must match what was read, the listing
-must match the source's, and the zstd frame checksum is checked on the way. Only then is it renamed into place, and only then are
-loose sample directories (left in the organized tree by an older organize) removed.
+names, owner 0, source mtimes), to a temporary name. A checksum of the tar stream is computed while
+it is written: zstd's own frame checksum (XXH64 of everything the compressor was given) for
+``seeds.tar.zst``, a sha256 for a plain ``seeds.tar``. The archive is then read back once, in full:
+the frame must decode to its end with a matching checksum (a truncated or corrupted file fails
+here), and its listing (names, types, sizes) must equal both what was written and the source's
+own listing. Only then is it renamed into place, and only then are loose sample directories (left
+in the organized tree by an older organize) removed.
 """
 
 import hashlib
@@ -16,6 +19,10 @@ from pathlib import Path
 
 import zstandard
 from common import atomic_path
+
+# Compressed bytes handed to the decompressor at a time: small enough that a tar block read
+# never copies more than this much of decompressed text around.
+_READ_BLOCK = 1 << 16
 
 
 class ArchiveMismatch(RuntimeError):
@@ -49,6 +56,68 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class _FrameReader:
+    """Read-only file object over one zstd frame that fails unless the frame ends properly.
+
+    ``zstandard``'s ``stream_reader`` returns a truncated frame's data without complaint; this
+    reader raises :class:`ArchiveMismatch` at the end of the file when the frame did not end (or
+    bytes follow it). A content-checksum mismatch raises ``zstandard.ZstdError`` on the way.
+    """
+
+    def __init__(self, raw, name: str):
+        self.raw, self.name = raw, name
+        self.frame = zstandard.ZstdDecompressor().decompressobj()
+        self.pending, self.offset = b"", 0
+
+    def read(self, size: int = -1) -> bytes:
+        parts = []
+        while size < 0 or size > 0:
+            if self.offset == len(self.pending):
+                self.pending, self.offset = self._next_block(), 0
+                if not self.pending:
+                    break
+            end = len(self.pending) if size < 0 else min(len(self.pending), self.offset + size)
+            parts.append(self.pending[self.offset : end])
+            if size > 0:
+                size -= end - self.offset
+            self.offset = end
+        return b"".join(parts)
+
+    def _next_block(self) -> bytes:
+        while not self.frame.eof:
+            block = self.raw.read(_READ_BLOCK)
+            if not block:
+                raise ArchiveMismatch(f"{self.name}: truncated (the zstd frame does not end)")
+            out = self.frame.decompress(block)
+            if out:
+                return out
+        if self.frame.unused_data or self.raw.read(1):
+            raise ArchiveMismatch(f"{self.name}: unexpected bytes after the zstd frame")
+        return b""
+
+
+class _HashingFile:
+    """A file wrapper that sha256s every byte read or written through it."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size=-1):
+        block = self.handle.read(size)
+        self.sha256.update(block)
+        return block
+
+    def write(self, data):
+        self.sha256.update(data)
+        return self.handle.write(data)
+
+
+def _drain(stream) -> None:
+    while stream.read(1 << 20):
+        pass
+
+
 def list_archive(
     archive: Path, job_dir: Path | None = None, compressed: bool | None = None
 ) -> dict[str, tuple[str, int]]:
@@ -57,7 +126,7 @@ def list_archive(
     if compressed is None:
         compressed = archive.name.endswith(".zst")
     with open(archive, "rb") as raw:
-        stream = zstandard.ZstdDecompressor().stream_reader(raw) if compressed else raw
+        stream = _FrameReader(raw, str(archive)) if compressed else raw
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 name = member.name.rstrip("/")
@@ -71,33 +140,25 @@ def list_archive(
                     h.update(block)
                 if job_dir is not None and member.isfile() and h.hexdigest() != _sha256(job_dir / name):
                     raise ArchiveMismatch(f"{archive}: member {name} differs from {job_dir / name}")
+        _drain(stream)
     return listing
-
-
-class _HashingReader:
-    """A file wrapper that hashes what tarfile reads, so the archive can be checked without re-reading."""
-
-    def __init__(self, handle):
-        self.handle = handle
-        self.sha256 = hashlib.sha256()
-
-    def read(self, size=-1):
-        block = self.handle.read(size)
-        self.sha256.update(block)
-        return block
 
 
 def write_archive(
     job_dir: Path, sample_dirs: list[str], target: Path, codec: str, level: int
-) -> dict[str, tuple[str, int, str]]:
+) -> tuple[dict[str, tuple[str, int]], str]:
     """Write a reproducible tar (sorted, owner 0, source mtimes) of the sample dirs to ``target``.
 
-    Returns path -> (type, size, sha256 of the bytes read from the source while writing).
+    Returns (path -> (type, size) as written, sha256 of the tar stream). The sha256 is empty for
+    ``zst``: there the frame checksum, written by the compressor, plays that part.
     """
-    written: dict[str, tuple[str, int, str]] = {}
+    written: dict[str, tuple[str, int]] = {}
     with open(target, "wb") as raw:
-        compressor = zstandard.ZstdCompressor(level=level, write_checksum=True) if codec == "zst" else None
-        stream = compressor.stream_writer(raw, closefd=False) if compressor else raw
+        if codec == "zst":
+            compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
+            stream = compressor.stream_writer(raw, closefd=False)
+        else:
+            stream = _HashingFile(raw)
         with tarfile.open(fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT) as tar:
             for top in sorted(sample_dirs):
                 for root, dirs, files in os.walk(job_dir / top):
@@ -111,34 +172,37 @@ def write_archive(
                         info.uname = info.gname = ""
                         if info.isfile():
                             with open(path, "rb") as handle:
-                                reader = _HashingReader(handle)
-                                tar.addfile(info, reader)
-                            written[arcname] = ("file", info.size, reader.sha256.hexdigest())
+                                tar.addfile(info, handle)
+                            written[arcname] = ("file", info.size)
                         else:
                             tar.addfile(info)
-                            written[arcname] = ("dir" if info.isdir() else "other", 0, "")
-        if compressor:
+                            written[arcname] = ("dir" if info.isdir() else "other", 0)
+        if codec == "zst":
             stream.close()
-    return written
+    return written, "" if codec == "zst" else stream.sha256.hexdigest()
 
 
-def read_archive(archive: Path, compressed: bool) -> dict[str, tuple[str, int, str]]:
-    """Read the whole archive back (zstd frame checksum included): path -> (type, size, sha256)."""
-    found: dict[str, tuple[str, int, str]] = {}
+def read_archive(archive: Path, compressed: bool) -> tuple[dict[str, tuple[str, int]], str]:
+    """Read the whole archive back: (path -> (type, size), sha256 of the tar stream).
+
+    For a compressed archive the frame is decoded to its end, which checks the zstd content
+    checksum and catches truncation (:class:`ArchiveMismatch`); the sha256 is then empty.
+    """
+    found: dict[str, tuple[str, int]] = {}
     with open(archive, "rb") as raw:
-        stream = zstandard.ZstdDecompressor().stream_reader(raw) if compressed else raw
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                name = member.name.rstrip("/")
-                if not member.isfile():
-                    found[name] = ("dir" if member.isdir() else "other", 0, "")
-                    continue
-                h = hashlib.sha256()
-                handle = tar.extractfile(member)
-                while handle is not None and (block := handle.read(1 << 20)):
-                    h.update(block)
-                found[name] = ("file", member.size, h.hexdigest())
-    return found
+        stream = _FrameReader(raw, str(archive)) if compressed else _HashingFile(raw)
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    name = member.name.rstrip("/")
+                    if member.isfile():
+                        found[name] = ("file", member.size)
+                    else:
+                        found[name] = ("dir" if member.isdir() else "other", 0)
+            _drain(stream)
+        except (tarfile.TarError, zstandard.ZstdError) as err:
+            raise ArchiveMismatch(f"{archive}: unreadable: {err}") from err
+    return found, "" if compressed else stream.sha256.hexdigest()
 
 
 def pack_seeds(
@@ -150,19 +214,21 @@ def pack_seeds(
 ) -> dict:
     """Write ``dest_dir/seeds.tar[.zst]`` from ``job_dir``'s sample dirs, verify it, drop loose copies.
 
-    Verification reads the archive back and compares every member's name, type, size and sha256
-    with what was read from the source, and the listing with the source's own listing.
+    Verification reads the archive back once (see the module docstring): stream checksum,
+    and the listing against what was written and against the source's own listing.
     """
     archive = dest_dir / archive_name(codec)
     expected = source_listing(job_dir, sample_dirs)
     with atomic_path(archive) as tmp:
-        written = write_archive(job_dir, sample_dirs, tmp, codec, level)
-        found = read_archive(tmp, compressed=codec == "zst")
-        if found != written or {k: (t, s) for k, (t, s, _) in found.items()} != expected:
+        written, written_sha = write_archive(job_dir, sample_dirs, tmp, codec, level)
+        found, found_sha = read_archive(tmp, compressed=codec == "zst")
+        if found != written or found != expected or found_sha != written_sha:
             missing = sorted(set(expected) - set(found))[:5]
-            differ = sorted(k for k in found if written.get(k) != found[k])[:5]
+            differ = sorted(k for k in found if written.get(k) != found[k] or expected.get(k) != found[k])
             raise ArchiveMismatch(
-                f"{archive}: archive does not match {job_dir} (missing {missing}, differing {differ})"
+                f"{archive}: archive does not match {job_dir} (missing {missing}, differing {differ[:5]}"
+                + (", stream checksum differs" if found_sha != written_sha else "")
+                + ")"
             )
     for d in sample_dirs:
         loose = dest_dir / d

@@ -1,28 +1,28 @@
 """Stage 5: one table of every organized job's summary confidences, the MSA index and a plot.
 
 Reads the per-chunk states written by :mod:`af3.organize` (not the 13,700 job directories).
+The tables are lists of plain rows written with ``csv`` and ``pyarrow``: importing pandas would
+cost this one-off job more time than everything else it does.
 """
 
+import csv
 import json
 import logging
 import os
+import statistics
 import time
 from pathlib import Path
 
-import pandas as pd
-from common import setup_logging, write_json, write_table
+from common import atomic_open, atomic_path, setup_logging, write_json
 
 log = logging.getLogger("hpcpipe")
 
+SCORE_FIELDS = ["ranking_score", "ptm", "iptm", "fraction_disordered", "has_clash"]
 TABLE_COLUMNS = [
     "group",
     "job",
     "layout",
-    "ranking_score",
-    "ptm",
-    "iptm",
-    "fraction_disordered",
-    "has_clash",
+    *SCORE_FIELDS,
     "chain_iptm",
     "chain_pair_iptm",
     "n_msa_refs",
@@ -32,6 +32,16 @@ TABLE_COLUMNS = [
     "seed_raw_bytes",
     "seed_archive_bytes",
 ]
+GROUP_COLUMNS = [
+    "group",
+    "jobs",
+    "ranking_score_mean",
+    "ranking_score_median",
+    "ranking_score_max",
+    "iptm_mean",
+    "with_clash",
+]
+MSA_INDEX_COLUMNS = ["group", "job", "chain_ids", "field", "sha256", "raw_bytes", "stored_bytes", "reference"]
 
 
 def load_records(state_files: list[str]) -> list[dict]:
@@ -42,7 +52,11 @@ def load_records(state_files: list[str]) -> list[dict]:
     return sorted(records, key=lambda r: (r["group"], r["job"]))
 
 
-def confidence_table(records: list[dict]) -> pd.DataFrame:
+def _float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def confidence_table(records: list[dict]) -> list[dict]:
     """One row per organized job; list-valued AF3 fields are kept as JSON text."""
     rows = []
     for r in records:
@@ -52,7 +66,7 @@ def confidence_table(records: list[dict]) -> pd.DataFrame:
                 "group": r["group"],
                 "job": r["job"],
                 "layout": r["layout"],
-                **{k: s.get(k) for k in ("ranking_score", "ptm", "iptm", "fraction_disordered", "has_clash")},
+                **{k: _float(s.get(k)) for k in SCORE_FIELDS},
                 "chain_iptm": json.dumps(s.get("chain_iptm")) if s.get("chain_iptm") is not None else "",
                 "chain_pair_iptm": json.dumps(s.get("chain_pair_iptm"))
                 if s.get("chain_pair_iptm") is not None
@@ -65,36 +79,47 @@ def confidence_table(records: list[dict]) -> pd.DataFrame:
                 "seed_archive_bytes": r["seeds"]["archive_bytes"],
             }
         )
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    table["has_clash"] = table["has_clash"].astype(float)
-    return table
+    return rows
 
 
-def group_table(table: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
-    """Per group: job count and ranking score statistics; an ``overall`` row last."""
+def group_table(table: list[dict], empty_groups: list[str]) -> list[dict]:
+    """Per group: job count and ranking score statistics; empty groups; an ``overall`` row last."""
 
-    def stats(frame: pd.DataFrame, name: str) -> dict:
-        score = frame["ranking_score"].astype(float)
+    def stats(rows: list[dict], name: str) -> dict:
+        score = [r["ranking_score"] for r in rows if r["ranking_score"] is not None]
+        iptm = [r["iptm"] for r in rows if r["iptm"] is not None]
         return {
             "group": name,
-            "jobs": len(frame),
-            "ranking_score_mean": round(score.mean(), 4) if len(frame) else None,
-            "ranking_score_median": round(score.median(), 4) if len(frame) else None,
-            "ranking_score_max": score.max() if len(frame) else None,
-            "iptm_mean": round(frame["iptm"].astype(float).mean(), 4) if len(frame) else None,
-            "with_clash": int((frame["has_clash"] > 0).sum()),
+            "jobs": len(rows),
+            "ranking_score_mean": round(statistics.fmean(score), 4) if score else None,
+            "ranking_score_median": round(statistics.median(score), 4) if score else None,
+            "ranking_score_max": max(score) if score else None,
+            "iptm_mean": round(statistics.fmean(iptm), 4) if iptm else None,
+            "with_clash": sum(1 for r in rows if (r["has_clash"] or 0) > 0),
         }
 
-    rows = [stats(frame, name) for name, frame in table.groupby("group", sort=True)]
-    empty = problems[problems["status"] == "empty group"]["item"].str.removeprefix("group ")
-    rows += [stats(table.iloc[0:0], name) for name in empty]
+    by_group: dict[str, list[dict]] = {}
+    for row in table:
+        by_group.setdefault(row["group"], []).append(row)
+    rows = [stats(by_group[name], name) for name in sorted(by_group)]
+    rows += [stats([], name) for name in empty_groups]
     rows.append(stats(table, "overall"))
-    return pd.DataFrame(rows)
+    return rows
 
 
-def msa_index(records: list[dict]) -> pd.DataFrame:
+def empty_groups(problems_tsv: str | os.PathLike) -> list[str]:
+    """Groups that discovery reported without any complete job."""
+    with open(problems_tsv, newline="") as handle:
+        return [
+            row["item"].removeprefix("group ")
+            for row in csv.DictReader(handle, delimiter="\t")
+            if row["status"] == "empty group"
+        ]
+
+
+def msa_index(records: list[dict]) -> list[dict]:
     """Job + chain + field -> sha256 of the stored text, with sizes."""
-    rows = [
+    return [
         {
             "group": r["group"],
             "job": r["job"],
@@ -108,17 +133,16 @@ def msa_index(records: list[dict]) -> pd.DataFrame:
         for r in records
         for v in r["msa"]
     ]
-    return pd.DataFrame(
-        rows,
-        columns=["group", "job", "chain_ids", "field", "sha256", "raw_bytes", "stored_bytes", "reference"],
-    )
 
 
-def archive_stats(records: list[dict], index: pd.DataFrame) -> dict:
+def archive_stats(records: list[dict], index: list[dict]) -> dict:
     """Bytes before and after: MSA store (dedup + compression) and seed archives."""
-    distinct = index.drop_duplicates("sha256")
-    msa_raw = int(index["raw_bytes"].sum())
-    msa_stored = int(distinct["stored_bytes"].sum())
+    distinct: dict[str, dict] = {}
+    for row in index:
+        distinct.setdefault(row["sha256"], row)
+    msa_raw = sum(r["raw_bytes"] for r in index)
+    msa_stored = sum(r["stored_bytes"] for r in distinct.values())
+    distinct_raw = sum(r["raw_bytes"] for r in distinct.values())
     seed_raw = sum(r["seeds"]["raw_bytes"] for r in records)
     seed_arch = sum(r["seeds"]["archive_bytes"] for r in records)
     return {
@@ -126,15 +150,37 @@ def archive_stats(records: list[dict], index: pd.DataFrame) -> dict:
         "msa_values": len(index),
         "msa_distinct": len(distinct),
         "msa_raw_bytes": msa_raw,
-        "msa_distinct_raw_bytes": int(distinct["raw_bytes"].sum()),
+        "msa_distinct_raw_bytes": distinct_raw,
         "msa_stored_bytes": msa_stored,
         "msa_ratio": round(msa_raw / msa_stored, 2) if msa_stored else None,
-        "msa_dedup_ratio": round(msa_raw / distinct["raw_bytes"].sum(), 2) if len(distinct) else None,
+        "msa_dedup_ratio": round(msa_raw / distinct_raw, 2) if distinct_raw else None,
         "msa_kept_inline": sum(r["msa_kept_inline"] for r in records),
         "seed_raw_bytes": seed_raw,
         "seed_archive_bytes": seed_arch,
         "seed_ratio": round(seed_raw / seed_arch, 2) if seed_arch else None,
     }
+
+
+def write_tsv(rows: list[dict], columns: list[str], path: str | os.PathLike) -> None:
+    """Tab-separated, header first, ``None`` as an empty cell, floats as ``repr`` writes them."""
+    with atomic_open(path, newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([["" if row[c] is None else row[c] for c in columns] for row in rows])
+
+
+def write_confidence_parquet(rows: list[dict], path: str | os.PathLike) -> None:
+    """The confidence table as parquet, with explicit column types (a column of nulls stays typed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {"group": pa.string(), "job": pa.string(), "layout": pa.string()}
+    types |= {k: pa.float64() for k in SCORE_FIELDS}
+    types |= {"chain_iptm": pa.string(), "chain_pair_iptm": pa.string()}
+    types |= {c: pa.int64() for c in TABLE_COLUMNS if c not in types}
+    schema = pa.schema([(c, types[c]) for c in TABLE_COLUMNS])
+    with atomic_path(path, suffix=".parquet") as tmp:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
 
 
 def sweep_store_leftovers(store: Path, older_than_s: float = 0) -> int:
@@ -152,15 +198,18 @@ def sweep_store_leftovers(store: Path, older_than_s: float = 0) -> int:
     return removed
 
 
-def plot_ranking(table: pd.DataFrame, path: str) -> None:
+def plot_ranking(table: list[dict], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = sorted(table["group"].unique())
+    groups = sorted({r["group"] for r in table})
     fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(groups) + 2), 4))
-    data = [table.loc[table["group"] == g, "ranking_score"].astype(float).clip(lower=-0.5) for g in groups]
+    data = [
+        [max(r["ranking_score"], -0.5) for r in table if r["group"] == g and r["ranking_score"] is not None]
+        for g in groups
+    ]
     if groups:
         ax.boxplot(data, tick_labels=groups, showfliers=False)
         for i, values in enumerate(data, start=1):
@@ -169,7 +218,8 @@ def plot_ranking(table: pd.DataFrame, path: str) -> None:
     ax.set_title(f"AF3 ranking scores per group ({len(table)} jobs)")
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -179,13 +229,12 @@ def main(smk) -> None:
     if removed:
         log.info("removed %d temporary files left in the MSA store by a killed job", removed)
     records = load_records(list(smk.input.states))
-    problems = pd.read_csv(smk.input.problems, sep="\t", dtype=str, keep_default_na=False)
     table = confidence_table(records)
-    write_table(table, smk.output.parquet)
-    write_table(table, smk.output.tsv)
-    write_table(group_table(table, problems), smk.output.groups)
+    write_confidence_parquet(table, smk.output.parquet)
+    write_tsv(table, TABLE_COLUMNS, smk.output.tsv)
+    write_tsv(group_table(table, empty_groups(smk.input.problems)), GROUP_COLUMNS, smk.output.groups)
     index = msa_index(records)
-    write_table(index, smk.output.msa_index)
+    write_tsv(index, MSA_INDEX_COLUMNS, smk.output.msa_index)
     stats = archive_stats(records, index)
     write_json(smk.output.stats, stats)
     plot_ranking(table, smk.output.plot)

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from af3 import discover, example_inputs, msa_store, seeds, upload
+from af3 import discover, example_inputs, msa_store, organize, seeds, upload
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +173,122 @@ def test_example_generator_is_deterministic(tmp_path):
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     assert os.path.exists(a / files[0])
+
+
+def _packed(small_tree, tmp_path, codec="zst"):
+    spec = example_inputs.job_specs(3)[1]
+    job = small_tree / spec.dirname
+    samples = sorted(p.name for p in job.glob("seed-*_sample-*"))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    seeds.pack_seeds(job, samples, dest, codec, 3)
+    return dest / seeds.archive_name(codec), job, samples
+
+
+@pytest.mark.parametrize("cut", [1, 4, 5000])
+def test_seed_archive_read_back_catches_a_truncated_archive(small_tree, tmp_path, cut):
+    # Cutting 1 or 4 bytes removes only the frame checksum: zstandard's stream_reader alone
+    # returns every byte of the tar without complaint.
+    archive, *_ = _packed(small_tree, tmp_path)
+    data = archive.read_bytes()
+    archive.write_bytes(data[:-cut])
+    with pytest.raises(seeds.ArchiveMismatch):
+        seeds.read_archive(archive, compressed=True)
+    with pytest.raises(seeds.ArchiveMismatch):
+        seeds.list_archive(archive)
+
+
+def test_seed_archive_read_back_catches_a_flipped_byte_and_trailing_bytes(small_tree, tmp_path):
+    archive, *_ = _packed(small_tree, tmp_path)
+    data = bytearray(archive.read_bytes())
+    archive.write_bytes(bytes(data) + b"\0")
+    with pytest.raises(seeds.ArchiveMismatch, match="after the zstd frame"):
+        seeds.read_archive(archive, compressed=True)
+    data[len(data) // 2] ^= 0x01
+    archive.write_bytes(bytes(data))
+    with pytest.raises(seeds.ArchiveMismatch):
+        seeds.read_archive(archive, compressed=True)
+
+
+def test_plain_seed_archive_is_checked_by_its_stream_sha256(small_tree, tmp_path):
+    archive, job, samples = _packed(small_tree, tmp_path, codec="none")
+    listing, digest = seeds.read_archive(archive, compressed=False)
+    written, written_digest = seeds.write_archive(job, samples, tmp_path / "again.tar", "none", 0)
+    assert listing == written == seeds.source_listing(job, samples)
+    assert digest == written_digest != ""
+    data = bytearray(archive.read_bytes())
+    data[1024] ^= 0x01  # inside the first member's content: the listing alone would not see it
+    archive.write_bytes(bytes(data))
+    assert seeds.read_archive(archive, compressed=False)[1] != written_digest
+
+
+def test_pack_seeds_refuses_an_archive_that_reads_back_wrong(small_tree, tmp_path, monkeypatch):
+    spec = example_inputs.job_specs(3)[1]
+    job = small_tree / spec.dirname
+    samples = sorted(p.name for p in job.glob("seed-*_sample-*"))
+    dest = tmp_path / "dest"
+    (dest / samples[0]).mkdir(parents=True)  # a loose copy: must survive a failed verification
+    real = seeds.write_archive
+
+    def truncating(job_dir, sample_dirs, target, codec, level):
+        result = real(job_dir, sample_dirs, target, codec, level)
+        target.write_bytes(target.read_bytes()[:-3])
+        return result
+
+    monkeypatch.setattr(seeds, "write_archive", truncating)
+    with pytest.raises(seeds.ArchiveMismatch, match="truncated"):
+        seeds.pack_seeds(job, samples, dest, "zst", 3)
+    assert not (dest / "seeds.tar.zst").exists() and (dest / samples[0]).is_dir()
+    assert not any(p.name.startswith(".tmp-") for p in dest.iterdir())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [">q\nMKV-\n", "", 'a"b', "back\\slash", "tab\there", "\x7f", "\x01", "MÅK", "🧬", "\r\n", "/"],
+)
+def test_fast_json_escaping_equals_json_dumps(value):
+    assert msa_store.json_string_body(value) == json.dumps(value)[1:-1]
+
+
+def test_auto_chunk_count_grows_in_powers_of_two():
+    assert discover.chunk_count(5, 10_000) == 5
+    counts = {n: discover.chunk_count("auto", n) for n in (0, 1, 256, 257, 300, 1000, 13_700, 10**6)}
+    assert counts == {0: 1, 1: 1, 256: 1, 257: 2, 300: 2, 1000: 4, 13_700: 64, 10**6: 512}
+
+
+def test_one_rsync_per_group_copies_only_the_named_jobs(small_tree, tmp_path):
+    specs = example_inputs.job_specs(3)
+    group = specs[0].dirname.split("_")[0]
+    jobs = [s.dirname for s in specs if s.dirname.startswith(group + "_")]
+    organized = tmp_path / "organized"
+    (organized / group / "other_job").mkdir(parents=True)  # another chunk's job: left alone
+    (organized / group / jobs[0]).mkdir()
+    (organized / group / jobs[0] / "seeds.tar.zst").write_bytes(b"ours")  # protected
+    (organized / group / jobs[0] / "stale.txt").write_text("left by a killed copy")  # deleted
+    (organized / group / f"{group}_vanished").mkdir()  # organized before, gone from the source now
+    (organized / group / f"{group}_vanished" / "model.cif").write_text("kept")
+    settings = {"root": str(small_tree), "organized": str(organized), "seed_codec": "zst", "timeout": 60}
+    rows = [{"job": j, "group": group} for j in [*jobs, f"{group}_vanished"]]
+    assert organize.copy_group(rows, settings) == jobs
+    for job in jobs:
+        top = {
+            p.name for p in (small_tree / job).iterdir() if p.is_file() and not p.name.endswith("_data.json")
+        }
+        got = {p.name for p in (organized / group / job).iterdir()}
+        assert got - {"seeds.tar.zst"} == top, job
+    assert (organized / group / "other_job").is_dir()
+    assert (organized / group / jobs[0] / "seeds.tar.zst").read_bytes() == b"ours"
+    assert not (organized / group / jobs[0] / "stale.txt").exists()
+    assert (organized / group / f"{group}_vanished" / "model.cif").read_text() == "kept"
+    assert sorted(p.name for p in (organized / group).iterdir()) == sorted(
+        [*jobs, "other_job", f"{group}_vanished"]
+    )
+
+
+def test_n_chunks_is_a_number_or_auto_in_the_schema():
+    from common import config_errors
+
+    schema = Path(__file__).resolve().parents[2] / "config/schemas/af3.schema.yaml"
+    assert config_errors({"n_chunks": "auto"}, schema) == config_errors({"n_chunks": 8}, schema) == []
+    assert "does not match" in config_errors({"n_chunks": "many"}, schema, where="af3")[0]
+    assert "minimum" in config_errors({"n_chunks": 0}, schema, where="af3")[0]
