@@ -8,11 +8,18 @@ the working directory on the shared file system. Here that is the same rule with
 whole Snakemake run and split by path prefix.
 
     .venv/bin/python bench/dali.py --proteins 8
+
+`--dry-run N` measures instead what `snakemake -n` costs over N proteins with each profile (inputs are
+symlinks to one example protein), beside Snakemake's floor measured in the same run: N jobs of a
+one-rule Snakefile under the same profile. CPU is user + sys of the snakemake process tree.
+
+    .venv/bin/python bench/dali.py --dry-run 28000 --repeat 2
 """
 
 import argparse
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -132,6 +139,88 @@ def count_ops(trace: Path, prefixes: dict[str, str], start_cwd: str) -> Counter:
     return counts
 
 
+TOY_SNAKEFILE = """\
+N = {n}
+
+
+rule all:
+    input:
+        expand("out/{item}.txt", item=range(N)),
+
+
+rule toy:
+    output:
+        "out/{item}.txt",
+    shell:
+        "touch {output}"
+"""
+
+
+def make_dry_run_inputs(root: Path, n: int) -> Path:
+    """A dali config over n proteins whose two input files are symlinks to one example protein."""
+    example_inputs.make(root / "examples")
+    inputs = root / "inputs"
+    inputs.mkdir()
+    source = root / "examples" / "inputs" / next(iter(example_inputs.QUERIES))
+    names = [f"AF-BENCH{i:05d}-F1" for i in range(n)]
+    for name in names:
+        for suffix in (".pdb", "_hits4Dali"):
+            os.symlink(f"{source}{suffix}", inputs / f"{name}{suffix}")
+    (root / "proteins.txt").write_text("\n".join(names) + "\n")
+    off = "".join(f"{w}: {{enabled: false}}\n" for w in ("af3", "rnaseq", "trendy", "llc"))
+    config = root / "dali.yaml"
+    config.write_text(
+        f"dali:\n  enabled: true\n  input_dir: {inputs}\n  protein_list: {root}/proteins.txt\n"
+        f"  template_dir: {root}/examples/ECOD70\n  aligner: tmalign\n" + off
+    )
+    return config
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU (user + sys of the child tree) seconds of one command, which must succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}")
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu
+
+
+def dry_run(n: int, repeat: int, profiles: list[str]) -> None:
+    """Print wall and CPU of `snakemake -n --quiet` over n proteins per profile, beside the toy floor."""
+    root = Path(tempfile.mkdtemp(prefix="dali-dryrun-"))
+    config = make_dry_run_inputs(root, n)
+    (root / "toy").mkdir()
+    (root / "toy" / "Snakefile").write_text(TOY_SNAKEFILE.replace("{n}", str(n)))
+    print(f"dali dry run: {n} proteins, {os.cpu_count()} cpus, best of {repeat}, {root}")
+    print(
+        f"{'profile':8s} {'dali wall':>9s} {'dali cpu':>8s} {'toy wall':>8s} {'toy cpu':>7s} {'cpu ratio':>9s}",
+        flush=True,
+    )
+    for profile in profiles:
+        # `--quiet all` silences every job line; the target is each Snakefile's default `all`
+        common = ["-n", "--profile", str(REPO / "profiles" / profile), "--quiet", "all"]
+        dali_cmd = [
+            str(SNAKEMAKE),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--configfile",
+            str(config),
+            *common,
+        ]
+        toy_cmd = [str(SNAKEMAKE), *common]
+        dali = min(timed(dali_cmd, root) for _ in range(repeat))
+        toy = min(timed(toy_cmd, root / "toy") for _ in range(repeat))
+        print(
+            f"{profile:8s} {dali[0]:9.1f} {dali[1]:8.1f} {toy[0]:8.1f} {toy[1]:7.1f} {dali[1] / toy[1]:8.2f}x",
+            flush=True,
+        )
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def cache_rate(workdir: Path) -> tuple[int, int]:
     hits, misses, _ = done_stats(workdir)
     return hits, misses
@@ -153,7 +242,15 @@ def done_stats(workdir: Path) -> tuple[int, int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proteins", type=int, default=8)
+    parser.add_argument(
+        "--dry-run", type=int, metavar="N", help="time `snakemake -n` over N proteins instead"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="dry run: best of this many runs")
+    parser.add_argument("--profiles", nargs="+", default=["local", "slurm"], help="dry run: profiles to time")
     args = parser.parse_args()
+    if args.dry_run:
+        dry_run(args.dry_run, args.repeat, args.profiles)
+        return
     cpus = os.cpu_count() or 1
     root = Path(tempfile.mkdtemp(prefix="dali-bench-"))
     shared = make_inputs(root, args.proteins)

@@ -54,6 +54,8 @@ def dali_targets():
             )
         require_path("dali.dali_pl", DALI["dali_pl"], "DaliLite dali.pl")
     proteins = dali_proteins()
+    # The hits files are named although the summary pulls in every job through its done marker:
+    # Snakemake reruns a job for a missing output only when that output is requested.
     return expand("results/dali/{protein}_iterativdDali_hits", protein=proteins) + [
         "results/dali/dali_summary.tsv",
         "results/dali/SUMMARY.txt",
