@@ -53,12 +53,13 @@ def dali_targets():
                 "config key 'dali.dali_pl': aligner is 'dali' but no path to DaliLite's dali.pl is set"
             )
         require_path("dali.dali_pl", DALI["dali_pl"], "DaliLite dali.pl")
-    proteins = dali_proteins()
-    # The hits files are named although the summary pulls in every job through its done marker:
-    # Snakemake reruns a job for a missing output only when that output is requested.
-    return expand("results/dali/{protein}_iterativdDali_hits", protein=proteins) + [
+    dali_proteins()  # checks the names before any job
+    # Every protein's done marker comes in through the summary; the check fails naming the
+    # proteins that failed (and removes their markers, so that the next run redoes them).
+    return [
         "results/dali/dali_summary.tsv",
         "results/dali/SUMMARY.txt",
+        "results/dali/dali_check.txt",
     ]
 
 
@@ -74,8 +75,11 @@ rule dali_iterative:
     input:
         pdb=os.path.join(dali_path(DALI["input_dir"]), "{protein}.pdb"),
         hits=os.path.join(dali_path(DALI["input_dir"]), "{protein}_hits4Dali"),
+    # One output, always written: a protein that fails records why in its marker and the job
+    # succeeds, because on SLURM proteins run in batches (group dali_batch) and a failed job fails
+    # its whole batch (snakemake/snakemake#2508). The DPAM hits file is written by the script,
+    # atomically, beside the marker and only on success.
     output:
-        hits="results/dali/{protein}_iterativdDali_hits",
         done="results/dali/{protein}.iterativeDali.done",
     log:
         "logs/dali/{protein}.log",
@@ -97,6 +101,7 @@ rule dali_iterative:
         disk_mb=1000,  # a fixed value: the default sizes inputs, a stat per job at parse time
         runtime=60,
     params:
+        results_dir=os.path.abspath("results/dali"),
         template_dir=os.path.abspath(DALI["template_dir"]),
         aligner=DALI["aligner"],
         dali_pl=DALI["dali_pl"],
@@ -126,3 +131,17 @@ rule dali_summary:
         "../envs/dali.yaml"
     script:
         "../scripts/dali/summarize.py"
+
+
+rule dali_check:
+    input:
+        table="results/dali/dali_summary.tsv",
+    output:
+        "results/dali/dali_check.txt",
+    log:
+        "logs/dali/check.log",
+    localrule: True
+    conda:
+        "../envs/dali.yaml"
+    script:
+        "../scripts/dali/check.py"

@@ -2,14 +2,18 @@
 
 Everything temporary (the per-candidate directories, DaliLite's files) stays under the shadow
 directory, which lives under the profile's ``shadow-prefix`` (node-local scratch); the templates come
-through the node's cache beside it. The shared tree sees only the reads of the two inputs and, when
-Snakemake moves them, the two outputs.
+through the node's cache beside it. The shared tree sees only the reads of the two inputs, the DPAM
+hits file (written to a temporary name beside its final one, then renamed) and the done marker
+that Snakemake moves there.
+
+A protein that cannot be processed (a bad input, an aligner that crashes or hangs) is recorded as
+failed in its done marker and the job succeeds: on SLURM proteins share a batch job, and a failed
+job would fail the whole batch. Rule ``dali_check`` then fails the run naming it.
 """
 
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 
 from common import atomic_open, setup_logging
@@ -50,7 +54,14 @@ def iterative_dali(
             cache_root=scratch / CACHE_DIR_NAME,
             skip_missing_templates=skip_missing_templates,
         )
-    stats = {"protein": protein, **stats, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    stats = {
+        "protein": protein,
+        "status": "ok",
+        "error": "",
+        **stats,
+        "hits_file": str(out_hits),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
     with atomic_open(out_hits) as handle:
         handle.write(text)
     with atomic_open(out_done) as handle:
@@ -72,6 +83,21 @@ def iterative_dali(
     return stats
 
 
+def record_failure(protein: str, error: Exception, out_hits: Path, out_done: Path) -> None:
+    """A failed protein: no hits file (an older one goes), and a marker that says why."""
+    log.error("protein %s failed: %s", protein, error)
+    out_hits.unlink(missing_ok=True)
+    failure = {
+        "protein": protein,
+        "status": "failed",
+        "error": str(error),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+    with atomic_open(out_done) as handle:
+        json.dump(failure, handle, indent=1)
+        handle.write("\n")
+
+
 def main(smk) -> None:
     setup_logging(smk.log[0])
     p = smk.params
@@ -82,22 +108,23 @@ def main(smk) -> None:
         min_tmscore=float(p.min_tmscore),
     )
     workers = int(smk.resources.dali_workers) or default_workers(smk.threads)
+    protein = smk.wildcards.protein
+    out_hits = Path(p.results_dir) / f"{protein}_iterativdDali_hits"
     try:
         iterative_dali(
-            smk.wildcards.protein,
+            protein,
             Path(smk.input.pdb),
             Path(smk.input.hits),
             Path(p.template_dir),
             aligner,
             workers,
-            Path(smk.output.hits),
+            out_hits,
             Path(smk.output.done),
             stale_after_s=float(smk.resources.dali_stale_scratch_s),
             skip_missing_templates=p.missing_template == "skip",
         )
     except ProteinError as err:
-        log.error("protein %s failed: %s", smk.wildcards.protein, err)
-        sys.exit(1)
+        record_failure(protein, err, out_hits, Path(smk.output.done))
 
 
 if "snakemake" in globals():

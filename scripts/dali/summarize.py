@@ -8,6 +8,8 @@ from common import atomic_open, write_table
 
 COLUMNS = [
     "protein",
+    "status",
+    "error",
     "aligner",
     "candidates",
     "hits",
@@ -27,6 +29,7 @@ def summary_table(done_files: list[Path]) -> pd.DataFrame:
     rows = []
     for path in done_files:
         stats = json.loads(Path(path).read_text())
+        stats.setdefault("status", "ok")
         stats["missing_templates"] = " ".join(stats.get("missing_templates", []))
         rows.append({column: stats.get(column) for column in COLUMNS})
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -39,6 +42,7 @@ def write_summary(
     table = summary_table(done_files)
     write_table(table, table_path)
     lookups = int(table["cache_hits"].sum() + table["cache_misses"].sum())
+    failed = table[table["status"] != "ok"]
     with atomic_open(summary_path) as handle:
         handle.write(f"per-protein table: {table_path}\n")
         handle.write(f"hits files (DPAM format): {hits_dir}/<protein>_iterativdDali_hits\n")
@@ -46,7 +50,13 @@ def write_summary(
             f"proteins: {len(table)}, hits: {int(table['hits'].sum())}, "
             f"template cache hit rate: {table['cache_hits'].sum() / lookups if lookups else 0:.2f}\n"
         )
-        if len(table) and int(table["hits"].sum()) == 0:
+        if len(failed):
+            handle.write(
+                f"FAILED proteins: {len(failed)} (status and error in the table, logs in logs/dali/):\n"
+            )
+            for row in failed.itertuples():
+                handle.write(f"  {row.protein}: {row.error}\n")
+        if len(table) > len(failed) and int(table["hits"].sum()) == 0:
             handle.write(
                 "warning: no protein has any hit; check the aligner installation "
                 "(DaliLite reports no hits when its DSSP step reads no residues)\n"

@@ -83,6 +83,19 @@ def test_one_bad_protein_fails_alone(examples, tmp_path):
     assert not (tmp_path / "work/results/dali" / f"{bad}_iterativdDali_hits").exists()
     log = (tmp_path / "work/logs/dali" / f"{bad}.log").read_text()
     assert "no chain identifier" in log and f"{bad}.pdb" in log
+    # the failure reaches the terminal, the table says why, and the next run will redo the protein
+    assert f"protein {bad} failed" in proc.stdout and "no chain identifier" in proc.stdout
+    table = (tmp_path / "work/results/dali/dali_summary.tsv").read_text()
+    assert f"{bad}\tfailed\t" in table and f"{good}\tok\t" in table
+    assert not (tmp_path / "work/results/dali" / f"{bad}.iterativeDali.done").exists()
+    # fixed input: the rerun redoes only the bad protein and the run ends clean
+    (inputs / f"{bad}.pdb").write_bytes((examples / "inputs" / f"{good}.pdb").read_bytes())
+    good_hits = tmp_path / "work/results/dali" / f"{good}_iterativdDali_hits"
+    before = good_hits.stat().st_mtime_ns
+    run_workflow(tmp_path / "work", config, ["dali_all"], extra=["--shadow-prefix", str(tmp_path / "s")])
+    assert (tmp_path / "work/results/dali" / f"{bad}_iterativdDali_hits").exists()
+    assert good_hits.stat().st_mtime_ns == before
+    assert (tmp_path / "work/results/dali/dali_check.txt").exists()
 
 
 def test_hostile_protein_name_is_rejected_before_any_job(examples, tmp_path):
