@@ -35,7 +35,7 @@ def dali_proteins():
     if bad:
         raise WorkflowError(
             f"{where}: protein names must match {SAFE_NAME} (no path separators, spaces "
-            f"or shell characters): {bad[:5]}"
+            f"or shell characters): {bad}"
         )
     if len(set(names)) != len(names):
         raise WorkflowError(f"{where}: protein names are listed more than once")

@@ -336,23 +336,8 @@ def test_llc_target_and_sampler_names_stop_naming_the_key(outcome, name):
         assert f"llc key '{key}': {name!r} does not match {SAFE_PATTERN!r}" in result.output
 
 
-DALI_NAMES_SHOWN = 5
-DALI_XFAIL = (
-    "rules/dali.smk dali_proteins() puts only bad[:5] in its message: "
-    "a sixth bad protein name is not named until the first five are fixed"
-)
-
-
 def dali_params(names_in_order: list[str], scenario: str) -> list:
-    return [
-        pytest.param(
-            scenario,
-            name,
-            marks=[pytest.mark.xfail(strict=True, reason=DALI_XFAIL)] if k >= DALI_NAMES_SHOWN else [],
-            id=f"{scenario}-{name}",
-        )
-        for k, name in enumerate(names_in_order)
-    ]
+    return [pytest.param(scenario, name, id=f"{scenario}-{name}") for name in names_in_order]
 
 
 @pytest.mark.parametrize(
