@@ -7,6 +7,7 @@ leftovers by the job-name prefix, and compare result trees byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -39,18 +40,25 @@ def slurm_jobs(prefix: str = JOB_PREFIX, active_only: bool = False) -> list[dict
     return jobs
 
 
-def cancel_leftovers(prefix: str = JOB_PREFIX, signal: str | None = None) -> list[str]:
+def cancel_leftovers(prefix: str = JOB_PREFIX, hard: bool = False) -> list[str]:
     """Cancel every queued or running job of ours (what the README tells a user to do).
 
-    ``signal="KILL"`` kills at once, as a node failure or the OOM killer would: no job gets the
-    chance to clean up after itself. Returns the ids of the jobs that were still active.
+    ``hard`` first SIGKILLs every process of the jobs on this node (``scontrol listpids``), as the
+    OOM killer or a node failure would: no job gets to clean up after itself. (``scancel`` alone
+    lets Snakemake inside the job shut down and remove its shadow directories.)
+    Returns the ids of the jobs that were still active.
     """
     ids = [job["id"] for job in slurm_jobs(prefix, active_only=True)]
+    if hard:
+        for job_id in ids:
+            listing = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True).stdout
+            for line in listing.splitlines()[1:]:
+                pid = line.split()[0]
+                if pid.isdigit():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(pid), signal.SIGKILL)
     if ids:
-        subprocess.run(["scancel", *(["--signal", signal, "--full"] if signal else []), *ids], check=False)
-        if signal:  # a signal alone does not end the job's record; cancel what survived it
-            time.sleep(2)
-            subprocess.run(["scancel", *ids], check=False)
+        subprocess.run(["scancel", *ids], check=False)
     deadline = time.monotonic() + 60
     while slurm_jobs(prefix, active_only=True) and time.monotonic() < deadline:
         time.sleep(1)
@@ -100,9 +108,19 @@ def requeue(job_id: str) -> None:
     """Preempt a running job the way SLURM does with PreemptMode=REQUEUE, and let it start again now."""
     subprocess.run(["scontrol", "requeue", job_id], check=True)
     # A requeued job waits ~2 minutes (BeginTime) by default; a preempted job on a busy cluster
-    # would wait for resources instead. Starting it now keeps the test short.
-    time.sleep(1)
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+    # would wait for resources instead. Starting it now keeps the test short. The update only
+    # takes once the job is back to PENDING (after its processes are gone).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+        if "JobState=PENDING" in show:
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+            show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+            if "Reason=BeginTime" not in show:
+                return
+        elif "JobState=RUNNING" in show and "Restarts=1" in show:
+            return
+        time.sleep(0.5)
 
 
 def kill_head(head: subprocess.Popen) -> None:

@@ -305,16 +305,12 @@ def dali_case(root: Path) -> Case:
         """A protein's shadow directory exists: the job is aligning on scratch."""
         return any((scratch / "shadow").glob("*/.dali-job.lock"))
 
-    # Node-local scratch of the test node; a killed job's shadow directory counts as stale after 1 s
-    # (its lock is what protects a running job, not its age).
-    extra = ["--set-resources", "dali_iterative:dali_stale_scratch_s=1"]
     return Case(
         "dali",
         {"dali": section, **others_off("dali")},
         bad,
         fingerprint,
         failure_text,
-        extra=extra,
         at_work=at_work,
     )
 
@@ -380,9 +376,9 @@ def killed_run(case: Case, root: Path) -> Outcome:
     job = wait_for_running_job(head, case.disturb, prefix=prefix)
     wait_until_at_work(case, workdir, scratch)
     kill_head(head)
-    # What the README tells a user: cancel what the dead head left queued or running, by name.
-    # KILL, as a node failure or the OOM killer would: no job gets to clean up after itself.
-    cancelled = cancel_leftovers(prefix, signal="KILL")
+    # What the README tells a user: cancel what the dead head left queued or running, by name;
+    # its running jobs die by SIGKILL first, as on a node failure: none gets to clean up.
+    cancelled = cancel_leftovers(prefix, hard=True)
     still_active = slurm_jobs(prefix, active_only=True)
     shadow = scratch / "shadow"
     left_on_scratch = sorted(p.name for p in shadow.iterdir()) if shadow.is_dir() else []

@@ -5,9 +5,10 @@ Snakemake creates a shadow directory as ``mkdtemp(dir=<shadow-prefix>/shadow)`` 
 with that as its working directory; it removes it when the job ends, but a SIGKILL (OOM killer,
 walltime, preemption, a killed head process) leaves it. Each ``dali_iterative`` job therefore holds an
 exclusive ``flock`` on ``.dali-job.lock`` in its own shadow directory for its whole life; the next job
-on the node removes directories of this workflow that are both older than a threshold and not locked.
-The kernel releases a flock when its holder dies, so a running job (or its still-running orphans,
-which inherit the descriptor) is never cleaned.
+on the node removes directories of this workflow whose lock is free: their job is dead, since the kernel
+releases a flock when its holder dies (a running job, or its still-running orphans, which inherit the
+descriptor, are never cleaned). A directory without a lock file may belong to a job that has not
+started its script yet (on a loaded node that can take minutes): it goes only after ``stale_after_s``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ log = logging.getLogger("hpcpipe")
 
 JOB_LOCK = ".dali-job.lock"
 CACHE_DIR_NAME = "dali-template-cache"
+# A lock file younger than this may be between its creation and its flock (microseconds apart).
+LOCK_GRACE_S = 5.0
 
 
 def scratch_prefix_of(shadow_dir: Path) -> Path:
@@ -76,11 +79,11 @@ def is_dali_shadow_dir(path: Path) -> bool:
 
 
 def _age(path: Path, now: float) -> float:
-    newest = 0.0
-    for candidate in (path, path / JOB_LOCK):
-        with contextlib.suppress(FileNotFoundError):
-            newest = max(newest, candidate.stat().st_mtime)
-    return now - newest
+    """Seconds since ``path`` last changed (0 if it has just gone)."""
+    try:
+        return now - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def clean_stale_scratch(
@@ -88,9 +91,9 @@ def clean_stale_scratch(
 ) -> list[Path]:
     """Remove dead ``dali_iterative`` shadow directories and half-copied cache files; return what went.
 
-    A shadow directory goes only if it belongs to this rule, is older than ``stale_after_s`` and its
-    lock is free (its job is dead). Other workflows' shadow directories are never touched. The age
-    guard covers the moment between Snakemake creating the directory and the job taking its lock.
+    A shadow directory of this rule goes when its job is dead: its lock file exists and is free
+    (and is older than ``LOCK_GRACE_S``), or, if the job never took its lock, the directory is older
+    than ``stale_after_s``. Other workflows' shadow directories are never touched.
     """
     now = time.time() if now is None else now
     removed = []
@@ -101,9 +104,13 @@ def clean_stale_scratch(
             path = Path(entry.path)
             if not entry.is_dir(follow_symlinks=False) or (keep and path.resolve() == keep):
                 continue
-            if not is_dali_shadow_dir(path) or _age(path, now) < stale_after_s:
+            if not is_dali_shadow_dir(path):
                 continue
-            if lock_is_held(path / JOB_LOCK):
+            lock = path / JOB_LOCK
+            if lock.exists():
+                if _age(lock, now) < LOCK_GRACE_S or lock_is_held(lock):
+                    continue
+            elif _age(path, now) < stale_after_s:
                 continue
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)

@@ -271,22 +271,29 @@ def test_scratch_prefix_comes_from_the_shadow_dir(shadow):
 def test_stale_scratch_cleaning_spares_running_young_and_foreign_dirs(tmp_path):
     prefix = tmp_path / "scratch"
     root = prefix / "shadow"
-    dead, live, young, foreign = (root / name for name in ("tmpdead", "tmplive", "tmpyoung", "tmpother"))
-    for path in (dead, live, young):
+    names = ("tmpdead", "tmplive", "tmpyoung", "tmprecentdead", "tmpstarting", "tmpneverstarted", "tmpother")
+    dead, live, young, recent_dead, starting, never_started, foreign = (root / name for name in names)
+    for path in (dead, live, young, recent_dead):
         (path / "logs" / "dali").mkdir(parents=True)
         (path / JOB_LOCK).write_text("pid=1\n")
+    for path in (starting, never_started):  # Snakemake made them; the script has not locked yet
+        (path / "logs" / "dali").mkdir(parents=True)
     (foreign / "logs" / "trendy").mkdir(parents=True)
     partial = prefix / "dali-template-cache" / "ecod-x" / ".tmp.000000001.abc"
     partial.parent.mkdir(parents=True)
     partial.write_text("half")
-    old = time.time() - 7200
-    for path in (dead, live, foreign, dead / JOB_LOCK, live / JOB_LOCK, partial):
-        os.utime(path, (old, old))
+    now = time.time()
+    for path, age in [
+        *((p, 7200) for p in (dead, live, foreign, dead / JOB_LOCK, live / JOB_LOCK, partial, never_started)),
+        (recent_dead / JOB_LOCK, 60),  # a job killed a minute ago: its lock is free
+        (starting, 600),  # a job still starting on a loaded node, ten minutes after its shadow dir
+    ]:
+        os.utime(path, (now - age, now - age))
     with open(live / JOB_LOCK) as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # a running job holds its lock
-        removed = clean_stale_scratch(prefix, stale_after_s=3600)
-    assert set(removed) == {dead, partial}
-    assert live.exists() and young.exists() and foreign.exists() and not dead.exists()
+        removed = clean_stale_scratch(prefix, stale_after_s=3600, now=now)
+    assert set(removed) == {dead, recent_dead, never_started, partial}
+    assert live.exists() and young.exists() and starting.exists() and foreign.exists()
 
 
 def test_job_lock_is_held_while_running(shadow):
