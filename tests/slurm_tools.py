@@ -40,23 +40,40 @@ def slurm_jobs(prefix: str = JOB_PREFIX, active_only: bool = False) -> list[dict
     return jobs
 
 
+def job_processes(job_ids: list[str]) -> list[int]:
+    """Processes on this node that belong to the given SLURM jobs.
+
+    Read from each process's environment (SLURM_JOB_ID), which every descendant of a job inherits:
+    ``scontrol listpids`` relies on proctrack/linuxproc's parent chain, which the test node can lose.
+    """
+    wanted = {f"SLURM_JOB_ID={job_id}".encode() for job_id in job_ids}
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted.intersection(environ):
+            pids.append(int(entry.name))
+    return pids
+
+
 def cancel_leftovers(prefix: str = JOB_PREFIX, hard: bool = False) -> list[str]:
     """Cancel every queued or running job of ours (what the README tells a user to do).
 
-    ``hard`` first SIGKILLs every process of the jobs on this node (``scontrol listpids``), as the
+    ``hard`` first SIGKILLs every process of the jobs on this node (see ``job_processes``), as the
     OOM killer or a node failure would: no job gets to clean up after itself. (``scancel`` alone
     lets Snakemake inside the job shut down and remove its shadow directories.)
     Returns the ids of the jobs that were still active.
     """
     ids = [job["id"] for job in slurm_jobs(prefix, active_only=True)]
     if hard:
-        for job_id in ids:
-            listing = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True).stdout
-            for line in listing.splitlines()[1:]:
-                pid = line.split()[0]
-                if pid.isdigit():
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(int(pid), signal.SIGKILL)
+        for _ in range(3):  # again, for children started while we were killing
+            for pid in job_processes(ids):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
     if ids:
         subprocess.run(["scancel", *ids], check=False)
     deadline = time.monotonic() + 60
