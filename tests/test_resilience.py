@@ -410,6 +410,8 @@ def runs(slurm_cluster, tmp_path_factory):
     chosen = os.environ.get("HPCPIPE_RESILIENCE", ",".join(WORKFLOWS)).split(",")
     cases = {wf: BUILDERS[wf](root / wf / "inputs") for wf in WORKFLOWS if wf in chosen}
     scenarios = {"reference": reference_run, "requeue": requeued_run, "kill": killed_run}
+    # Each DaliLite call takes 2 s, as real ones take seconds: a kill then finds a protein at work.
+    os.environ["FAKE_DALI_DELAY"] = "2"
     with ThreadPoolExecutor(max_workers=len(cases) * len(scenarios) + 1) as pool:
         futures = {
             (wf, name): pool.submit(run, case, root / wf / name)
@@ -419,6 +421,7 @@ def runs(slurm_cluster, tmp_path_factory):
         if "rnaseq" in cases:
             futures[("rnaseq", "walltime")] = pool.submit(walltime_run, root / "walltime")
         wait(futures.values())
+    del os.environ["FAKE_DALI_DELAY"]
     for case in cases.values():
         if case.server is not None:
             case.server.stop()

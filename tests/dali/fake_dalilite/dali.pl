@@ -5,11 +5,14 @@ It takes the command line DPAM uses, keeps DaliLite's working-directory rules (d
 existing mol1A.dccp, 80-character paths, no hits for a blank chain), aligns with the real TMalign and
 writes mol1A.txt in DaliLite's pairwise format: upper case = structurally equivalent (TM-align ':').
 Z is a stand-in number (10 x TM-score). FAKE_DALI_LOG, if set, gets one line "cwd argv" per call.
+FAKE_DALI_DELAY, if set, is the seconds each call takes at least (DaliLite takes seconds to minutes).
 """
 import os
 import subprocess
 import sys
+import time
 
+time.sleep(float(os.environ.get("FAKE_DALI_DELAY", "0")))
 args = sys.argv[1:]
 opts = {args[i].lstrip("-").lower(): args[i + 1] for i in range(0, len(args) - 1, 2)}
 if os.environ.get("FAKE_DALI_LOG"):
