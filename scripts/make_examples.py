@@ -20,7 +20,10 @@ def main(root: Path, names: list[str]) -> None:
             module = importlib.import_module(f"{name}.example_inputs")
         except ModuleNotFoundError as err:
             if err.name in (name, f"{name}.example_inputs"):
-                print(f"examples: {name}: no generator yet", flush=True)
+                print(
+                    f"examples: {name}: no input files (its inputs are defined in config/config.yaml)",
+                    flush=True,
+                )
                 continue
             raise
         start = time.time()
