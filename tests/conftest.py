@@ -24,6 +24,29 @@ def snakemake_env(path: str | None = None) -> dict:
     return env
 
 
+def snakemake_command(
+    workdir: Path, config: dict, targets: list[str], profile: str = "local", extra: list[str] | None = None
+) -> list[str]:
+    """Write ``config`` to workdir/test-config.yaml; return the Snakemake command that runs it."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "test-config.yaml"
+    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+    return [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--profile",
+        str(REPO / "profiles" / profile),
+        "--configfile",
+        str(cfg),
+        *(extra or []),
+        # options such as --configfile take several values: `--` ends them before the targets
+        "--",
+        *targets,
+    ]
+
+
 def run_workflow(
     workdir: Path,
     config: dict,
@@ -39,23 +62,7 @@ def run_workflow(
     Returns the completed process (stdout and stderr merged into ``.stdout``); with ``check``,
     a non-zero exit fails the test and shows Snakemake's output. ``path`` replaces PATH.
     """
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "test-config.yaml"
-    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--profile",
-        str(REPO / "profiles" / profile),
-        "--configfile",
-        str(cfg),
-        *(extra or []),
-        # options such as --configfile take several values: `--` ends them before the targets
-        "--",
-        *(targets or []),
-    ]
+    cmd = snakemake_command(workdir, config, targets or [], profile, extra)
     proc = subprocess.run(
         cmd,
         cwd=workdir,

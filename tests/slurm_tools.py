@@ -15,8 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import yaml
-from conftest import BIN, REPO, snakemake_env
+from conftest import snakemake_command, snakemake_env
 
 JOB_PREFIX = "hpcpipe"  # profiles/slurm: slurm-jobname-prefix
 
@@ -86,22 +85,7 @@ def start_head(
     workdir: Path, config: dict, targets: list[str], extra: list[str] | None = None
 ) -> subprocess.Popen:
     """Start ``snakemake --profile profiles/slurm`` in the background; its output goes to head.log."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cfg = workdir / "test-config.yaml"
-    cfg.write_text(yaml.safe_dump(config, sort_keys=False))
-    cmd = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--profile",
-        str(REPO / "profiles" / "slurm"),
-        "--configfile",
-        str(cfg),
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        *(extra or []),
-        *targets,
-    ]
+    cmd = snakemake_command(workdir, config, targets, "slurm", extra)
     log = open(workdir / "head.log", "a")  # noqa: SIM115 - closed by the OS when the test ends
     return subprocess.Popen(cmd, cwd=workdir, env=snakemake_env(), stdout=log, stderr=subprocess.STDOUT)
 

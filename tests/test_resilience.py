@@ -115,6 +115,18 @@ def af3_case(root: Path) -> Case:
 # --- rnaseq: two good runs and one whose MD5 is wrong, from a loopback HTTP server ---------------
 
 
+def rnaseq_config(root: Path, download: dict) -> dict:
+    """rnaseq on ``root``/samples.tsv and ``root``/tx.fa, from the ENA URLs of the sheet only."""
+    section = {
+        "enabled": True,
+        "samples": str(root / "samples.tsv"),
+        "transcriptomes": {"Formica_simulata": str(root / "tx.fa")},
+        "sources": ["ena"],
+        "download": download,
+    }
+    return {"rnaseq": section, **others_off("rnaseq")}
+
+
 def rnaseq_case(root: Path) -> Case:
     from rnaseq.http_fixture import FixtureServer
     from rnaseq.simulate import make_transcriptome, random_abundances, simulate_reads, write_fasta
@@ -150,16 +162,7 @@ def rnaseq_case(root: Path) -> Case:
         ]
         lines.append("\t".join(fields))
     (root / "samples.tsv").write_text("\n".join(lines) + "\n")
-    config = {
-        "rnaseq": {
-            "enabled": True,
-            "samples": str(root / "samples.tsv"),
-            "transcriptomes": {"Formica_simulata": str(root / "tx.fa")},
-            "sources": ["ena"],
-            "download": {"attempt_timeout_s": 120, "stall_timeout_s": 10, "retries": 0},
-        },
-        **others_off("rnaseq"),
-    }
+    config = rnaseq_config(root, {"attempt_timeout_s": 120, "stall_timeout_s": 10, "retries": 0})
 
     def fingerprint(workdir: Path) -> dict:
         # kallisto's abundances and the merged matrices; run_info.json and the metrics carry
@@ -356,9 +359,7 @@ def requeued_run(case: Case, root: Path) -> Outcome:
     """Scenario 1: one running job is requeued, as SLURM does when it preempts a job."""
     prefix = f"{JOB_PREFIX}-{case.workflow}-requeue"
     workdir = root / "work"
-    head = start_head(
-        workdir, case.config, ["--", case.target], extra=slurm_extra(case, prefix, root / "scratch")
-    )
+    head = start_head(workdir, case.config, [case.target], extra=slurm_extra(case, prefix, root / "scratch"))
     job = wait_for_running_job(head, case.disturb, prefix=prefix)
     wait_until_at_work(case, workdir, root / "scratch")
     requeue(job["id"])
@@ -372,7 +373,7 @@ def killed_run(case: Case, root: Path) -> Outcome:
     prefix = f"{JOB_PREFIX}-{case.workflow}-kill"
     workdir, scratch = root / "work", root / "scratch"
     extra = slurm_extra(case, prefix, scratch)
-    head = start_head(workdir, case.config, ["--", case.target], extra=extra)
+    head = start_head(workdir, case.config, [case.target], extra=extra)
     job = wait_for_running_job(head, case.disturb, prefix=prefix)
     wait_until_at_work(case, workdir, scratch)
     kill_head(head)
@@ -493,16 +494,7 @@ def walltime_run(tmp_path: Path) -> Outcome:
         "run\tsample\tlayout\tfastq_ftp\tfastq_md5\tfastq_bytes\tfragment_length\tfragment_sd\n"
         f"{run}\ts1\tsingle\t{{url}}\t{hashlib.md5(fastq.read_bytes()).hexdigest()}\t{size}\t250\t25\n"
     )
-    config = {
-        "rnaseq": {
-            "enabled": True,
-            "samples": str(tmp_path / "samples.tsv"),
-            "transcriptomes": {"Formica_simulata": str(tmp_path / "tx.fa")},
-            "sources": ["ena"],
-            "download": {"attempt_timeout_s": 600, "stall_timeout_s": 30, "retries": 1},
-        },
-        **others_off("rnaseq"),
-    }
+    config = rnaseq_config(tmp_path, {"attempt_timeout_s": 600, "stall_timeout_s": 30, "retries": 1})
     # 100 s for the whole file: over attempt 1's minute (SLURM ends a job within ~30 s of its
     # limit), well inside attempt 2's two minutes even without the resume.
     with FixtureServer(serve, rate=size / 100) as server:
