@@ -10,12 +10,15 @@ export PATH := $(BIN):$(PATH)
 SNAKEMAKE := $(BIN)/snakemake
 PYTEST_ARGS ?=
 
-.PHONY: setup sysdeps venv examples demo report test lint unit clean
+.PHONY: setup sysdeps testdeps venv examples demo report test lint unit clean
 
 setup: sysdeps venv examples
 
 sysdeps:
 	scripts/install_debian_packages.sh envs/debian-packages.txt
+
+testdeps:
+	scripts/install_debian_packages.sh envs/debian-test-packages.txt
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -40,7 +43,7 @@ lint: setup
 	$(BIN)/ruff format --check scripts tests bench
 	tests/lint_check.sh $(SNAKEMAKE)
 
-test: lint
+test: lint testdeps
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
 
 clean:

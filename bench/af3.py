@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import zstandard
+from startup import print_startup
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--dry-run-chunks", type=int, default=64)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
+    print_startup(REPO / ".venv" / "bin")
 
     tmp = Path(tempfile.mkdtemp(prefix="af3-bench-"))
     try:

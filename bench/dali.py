@@ -28,6 +28,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from startup import print_startup
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 from dali import example_inputs  # noqa: E402
@@ -248,6 +250,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="dry run: best of this many runs")
     parser.add_argument("--profiles", nargs="+", default=["local", "slurm"], help="dry run: profiles to time")
     args = parser.parse_args()
+    print_startup(REPO / ".venv" / "bin")
     if args.dry_run:
         dry_run(args.dry_run, args.repeat, args.profiles)
         return

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from startup import print_startup
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
@@ -138,6 +140,7 @@ def main():
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--hmc-steps", type=int, default=16, help="leapfrog steps per HMC draw")
     args = parser.parse_args()
+    print_startup(REPO / ".venv" / "bin")
     loss_fn, w_star, data, cfg = fixed_target(args.n)
     nbeta, gamma, eps = default_nbeta(args.n), 1.0, 4e-4
     print(f"fixed target: rrr {cfg['widths']}, n={args.n}, d={w_star.size}, float64, {jax.devices()[0]}")

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import yaml
+from startup import print_startup
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--quant-slots", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "rnaseq")
     args = parser.parse_args()
+    print_startup(REPO / ".venv" / "bin")
 
     root = args.out.resolve()
     names = make_data(root, args.runs, args.fragments)

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import yaml
+from startup import print_startup
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--no-ilamb-check", action="store_true", help="skip ILAMB's read-back in each job")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
+    print_startup(REPO / ".venv" / "bin")
     if shutil.which("nccopy") is None:
         sys.exit("nccopy not found (Debian package netcdf-bin)")
 

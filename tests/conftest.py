@@ -90,3 +90,20 @@ def slurm_cluster():
     yield
     if started:
         subprocess.run([str(script), "stop"], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_controller_for_fast_snakemake_starts(request):
+    """Keep the test SLURM up for the whole session where its client tools are installed.
+
+    Where ``sinfo`` is on PATH, the SLURM executor plugin runs ``scontrol show config`` each time
+    Snakemake starts (at import, whatever the profile), and with no controller to answer it waits
+    for its 10 s timeout: a whole suite of ``profiles/local`` runs would spend minutes waiting.
+    Where the cluster cannot start, this does nothing: the SLURM tests fail on their own, naming why.
+    """
+    if shutil.which("sinfo") is None:
+        return
+    try:
+        request.getfixturevalue("slurm_cluster")
+    except (pytest.fail.Exception, pytest.skip.Exception):
+        pass
