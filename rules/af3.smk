@@ -1,6 +1,6 @@
 # Workflow af3: organize, archive, compress and upload AlphaFold 3 outputs (13,700+ jobs).
 #
-#   af3_discover (checkpoint) -> af3_organize_chunk (one per chunk) -> af3_tabulate
+#   af3_discover (checkpoint) -> af3_organize_chunk (one per chunk) -> af3_tabulate, af3_plot
 #                                                                   -> af3_upload (if a remote is set)
 #                                                                   -> SUMMARY.txt
 # The DAG follows chunks, not AF3 jobs: discovery puts each job into chunk hash(name) mod n_chunks
@@ -120,7 +120,6 @@ rule af3_tabulate:
         groups=report(f"{AF3_OUT}/tables/groups.tsv", category="af3"),
         msa_index=f"{AF3_OUT}/organized/_index/msa_index.tsv",
         stats=f"{AF3_OUT}/tables/archive_stats.json",
-        plot=report(f"{AF3_OUT}/plots/ranking_scores.png", category="af3"),
     log:
         "logs/af3/tabulate.log",
     benchmark:
@@ -131,6 +130,23 @@ rule af3_tabulate:
         store=f"{AF3_OUT}/organized/_msa_store",
     script:
         "../scripts/af3/tabulate.py"
+
+
+rule af3_plot:
+    # Beside af3_tabulate, not after it: both read the chunk states, and each spends most of its
+    # time importing its library (matplotlib here, pyarrow there).
+    input:
+        states=af3_chunk_states,
+    output:
+        plot=report(f"{AF3_OUT}/plots/ranking_scores.png", category="af3"),
+    log:
+        "logs/af3/plot.log",
+    benchmark:
+        "benchmarks/af3/plot.tsv"
+    conda:
+        "../envs/af3.yaml"
+    script:
+        "../scripts/af3/plot.py"
 
 
 rule af3_upload:

@@ -5,7 +5,8 @@ where ``sha256`` is the hash of the text itself. The organized ``_data.json`` ke
 else byte for byte, and each stored value becomes a reference AF3 itself understands:
 ``"unpairedMsa": "<text>"`` turns into ``"unpairedMsaPath": "../../_msa_store/ab/ab…a3m.zst"``
 (likewise ``pairedMsa`` and template ``mmcif``). :func:`restore_text` reverses exactly that edit,
-so the original file comes back byte-identical; :func:`strip_text` checks this before it returns.
+so the original file comes back byte-identical; :func:`strip_text` checks this before it returns,
+and :func:`put` reads each new store file back before it renames it into place.
 
 The edit is made on the JSON text, not on a re-serialised object: whatever spacing or escaping
 the writer used is kept. A value whose JSON escaping differs from Python's ``json.dumps`` stays
@@ -134,8 +135,11 @@ def put(store: Path, text: str, kind: str, codec: str, level: int) -> tuple[str,
     if path.exists():
         return sha, path, False
     # Two chunk jobs may store the same MSA at once: both write the same bytes, last rename wins.
+    # The file is read back and decoded before the rename: a store entry is checked once, here.
     with atomic_path(path) as tmp:
         tmp.write_bytes(compress(data, codec, level))
+        if decompress(tmp.read_bytes(), codec) != data:
+            raise RestoreError(f"{path}: the compressed copy does not decode to the text")
     return sha, path, True
 
 
@@ -150,6 +154,7 @@ def strip_text(
     doc = json.loads(text)
     owners = _owners(doc)
     out: list[str] = []
+    bodies: dict[str, str] = {}  # sha256 -> the JSON string body it replaced
     result = StripResult(text="")
     pos = 0
     index = 0
@@ -171,6 +176,7 @@ def strip_text(
             continue
         kind = STORED_KEYS[match.group(1)]
         sha, path, new = put(store, value, kind, codec, level)
+        bodies[sha] = literal
         reference = os.path.relpath(path, job_dir)
         out.append(text[pos : match.start()])
         out.append(f'"{match.group(1)}Path"{match.group(2)}"{reference}"')
@@ -183,16 +189,24 @@ def strip_text(
     out.append(text[pos:])
     result.text = "".join(out)
     json.loads(result.text)
-    if restore_text(result.text, job_dir, store) != text:
+    if restore_text(result.text, job_dir, store, bodies) != text:
         raise ValueError("stripped _data.json does not restore to the original bytes")
     return result
 
 
-def restore_text(text: str, job_dir: Path, store: Path | None = None) -> str:
-    """Put every stored value back into an organized ``_data.json`` text (exact inverse of strip)."""
+def restore_text(
+    text: str, job_dir: Path, store: Path | None = None, bodies: dict[str, str] | None = None
+) -> str:
+    """Put every stored value back into an organized ``_data.json`` text (exact inverse of strip).
+
+    ``bodies`` (sha256 -> JSON string body) stands in for the store: :func:`strip_text` checks its
+    edit with the values it has just stored (each store file was checked by :func:`put` when written).
+    """
 
     def replace(match: re.Match) -> str:
         key, sep, reference, sha, _kind, codec = match.groups()
+        if bodies is not None:
+            return f'"{key}"{sep}"{bodies[sha]}"'
         # Lexical '..' resolution: the job dir need not exist yet (strip checks before writing).
         path = (
             (store / sha[:2] / Path(reference).name) if store else Path(os.path.normpath(job_dir / reference))

@@ -19,9 +19,10 @@ tree is only read. A failing job does not stop the others; the chunk fails at th
 
 import json
 import logging
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -192,12 +193,25 @@ def organize_job(row: dict, settings: dict, copied: bool = False) -> dict:
     return record
 
 
+def _organize_one(args: tuple[dict, dict, dict | None, bool]) -> tuple[dict | None, tuple[str, str] | None]:
+    """One job for the worker pool: (record, None), or (None, (job, error)); never raises."""
+    row, settings, unchanged, copied = args
+    if unchanged is not None:
+        return unchanged, None
+    try:
+        return organize_job(row, settings, copied=copied), None
+    except Exception as err:  # one bad job must not stop the others
+        return None, (row["job"], f"{type(err).__name__}: {err}")
+
+
 def organize_chunk(
     rows: list[dict], settings: dict, workers: int
 ) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Run :func:`organize_job` over ``rows`` with ``workers`` threads; return (records, failures).
+    """Organize ``rows`` with ``workers`` processes; return (records, failures).
 
-    Jobs not organized already are first copied with one rsync per group (:func:`copy_group`).
+    Jobs not organized already are first copied with one rsync per group (:func:`copy_group`,
+    ``workers`` rsyncs at a time). The rest of a job's work (JSON, hashing, tar headers) is Python
+    that holds the GIL, so it runs in worker processes: threads got about 1.5 of 2 cores.
     """
     records, failures = [], []
     unchanged: dict[str, dict] = {}
@@ -209,27 +223,25 @@ def organize_chunk(
         else:
             unchanged[row["job"]] = record
 
-    def one(row):
-        if row["job"] in unchanged:
-            return unchanged[row["job"]], None
-        try:
-            return organize_job(row, settings, copied=row["job"] in copied), None
-        except Exception as err:  # one bad job must not stop the others
-            return None, (row["job"], f"{type(err).__name__}: {err}")
-
+    copied: set[str] = set()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        copied: set[str] = set()
         for jobs in pool.map(lambda group_rows: copy_group(group_rows, settings), pending.values()):
             copied.update(jobs)
-        for record, failure in pool.map(one, rows):
-            if failure:
-                failures.append(failure)
-                log.error("job %s: %s", *failure)
-            else:
-                records.append(record)
-                log.info(
-                    "job %s: %s", record["job"], "unchanged, skipped" if record["skipped"] else "organized"
-                )
+    tasks = [(row, settings, unchanged.get(row["job"]), row["job"] in copied) for row in rows]
+    if workers > 1 and len(tasks) - len(unchanged) > 1:
+        # fork: the workers inherit the imported modules and the log file; the threads above are done.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = list(pool.map(_organize_one, tasks, chunksize=4))
+    else:
+        results = [_organize_one(task) for task in tasks]
+    for record, failure in results:
+        if failure:
+            failures.append(failure)
+            log.error("job %s: %s", *failure)
+        else:
+            records.append(record)
+            log.info("job %s: %s", record["job"], "unchanged, skipped" if record["skipped"] else "organized")
     return records, failures
 
 

@@ -1,8 +1,9 @@
-"""Stage 5: one table of every organized job's summary confidences, the MSA index and a plot.
+"""Stage 5: one table of every organized job's summary confidences, and the MSA index.
 
 Reads the per-chunk states written by :mod:`af3.organize` (not the 13,700 job directories).
-The tables are lists of plain rows written with ``csv`` and ``pyarrow``: importing pandas would
-cost this one-off job more time than everything else it does.
+The tables are lists of plain rows written with ``csv`` and ``pyarrow`` (which still imports pandas
+when it builds the parquet table, about 0.4 s: most of this job's time). The plot is drawn by
+:mod:`af3.plot`, a job of its own that runs beside this one.
 """
 
 import csv
@@ -198,31 +199,6 @@ def sweep_store_leftovers(store: Path, older_than_s: float = 0) -> int:
     return removed
 
 
-def plot_ranking(table: list[dict], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = sorted({r["group"] for r in table})
-    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(groups) + 2), 4))
-    data = [
-        [max(r["ranking_score"], -0.5) for r in table if r["group"] == g and r["ranking_score"] is not None]
-        for g in groups
-    ]
-    if groups:
-        ax.boxplot(data, tick_labels=groups, showfliers=False)
-        for i, values in enumerate(data, start=1):
-            ax.scatter([i] * len(values), values, s=10, alpha=0.6)
-    ax.set_ylabel("ranking score (clipped at -0.5; clashes score -100)")
-    ax.set_title(f"AF3 ranking scores per group ({len(table)} jobs)")
-    ax.tick_params(axis="x", rotation=45)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-
-
 def main(smk) -> None:
     setup_logging(smk.log[0])
     removed = sweep_store_leftovers(Path(smk.params.store))
@@ -237,7 +213,6 @@ def main(smk) -> None:
     write_tsv(index, MSA_INDEX_COLUMNS, smk.output.msa_index)
     stats = archive_stats(records, index)
     write_json(smk.output.stats, stats)
-    plot_ranking(table, smk.output.plot)
     log.info(
         "tabulated %d jobs; MSA archive ratio %sx, seeds %sx",
         len(table),

@@ -292,3 +292,32 @@ def test_n_chunks_is_a_number_or_auto_in_the_schema():
     assert config_errors({"n_chunks": "auto"}, schema) == config_errors({"n_chunks": 8}, schema) == []
     assert "does not match" in config_errors({"n_chunks": "many"}, schema, where="af3")[0]
     assert "minimum" in config_errors({"n_chunks": 0}, schema, where="af3")[0]
+
+
+def test_a_job_that_fails_in_a_worker_is_named_and_the_others_are_organized(tmp_path):
+    """The worker processes: a job whose _data.json broke after discovery fails alone, by name."""
+    root = tmp_path / "out"
+    example_inputs.make_tree(root, n_jobs=4, msa_depth=50, broken=False)
+    entries = [e for e in discover.scan_root(root, "^([^_]+)_", 1) if e.status == "complete"]
+    discover.write_manifests(entries, tmp_path / "jobs.tsv", tmp_path / "problems.tsv", tmp_path / "chunks")
+    rows = organize.read_chunk_manifest(tmp_path / "chunks" / "chunk-000.tsv")
+    bad = rows[1]
+    data_json = root / bad["job"] / f"{bad['prefix']}_data.json"
+    data_json.write_text(data_json.read_text().replace('"sequences"', '"sequences', 1))  # invalid JSON
+    settings = {
+        "root": str(root),
+        "organized": str(tmp_path / "organized"),
+        "markers": str(tmp_path / "markers"),
+        "msa_codec": "zst",
+        "msa_level": 3,
+        "seed_codec": "zst",
+        "seed_level": 1,
+        "timeout": 60,
+    }
+    records, failures = organize.organize_chunk(rows, settings, workers=2)
+    assert [job for job, _ in failures] == [bad["job"]]
+    assert "JSONDecodeError" in failures[0][1]
+    assert sorted(r["job"] for r in records) == sorted(r["job"] for r in rows if r is not bad)
+    for r in records:
+        assert (tmp_path / "organized" / r["group"] / r["job"] / "seeds.tar.zst").is_file()
+    assert not (tmp_path / "markers" / bad["group"] / f"{bad['job']}.json").exists()

@@ -358,5 +358,5 @@ def test_af3_runs_through_slurm(slurm_cluster, tmp_path):
     )
     table = pd.read_csv(tmp_path / "run/results/af3/tables/confidences.tsv", sep="\t")
     assert sorted(table["job"]) == sorted(s.dirname for s in example_inputs.job_specs(3))
-    # discover, 2 chunks, tabulate, summary; the plugin deletes logs of successful jobs.
-    assert proc.stdout.count("has been submitted with SLURM jobid") == 5
+    # discover, 2 chunks, tabulate, plot, summary; the plugin deletes logs of successful jobs.
+    assert proc.stdout.count("has been submitted with SLURM jobid") == 6
