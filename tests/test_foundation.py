@@ -36,6 +36,20 @@ def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, config, expect
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(
+    "section, bad, good, key",
+    [
+        ("trendy", {"models": ["CABLE-POP\n"]}, {"models": ["CABLE-POP"]}, "trendy key 'models.0'"),
+        ("af3", {"n_chunks": "auto\n"}, {"n_chunks": "auto"}, "af3 key 'n_chunks'"),
+    ],
+)
+def test_a_name_with_a_trailing_newline_is_refused(section, bad, good, key):
+    # Python's `$` matches before a final newline; the schemas end their patterns with \Z.
+    schema = REPO / "config" / "schemas" / f"{section}.schema.yaml"
+    assert any(e.startswith(key) for e in config_errors(bad, schema, where=section))
+    assert config_errors(good, schema, where=section) == []
+
+
 def test_config_errors_lists_every_violation_with_its_key():
     schema = {
         "type": "object",
