@@ -195,5 +195,9 @@ def config_errors(data, schema: dict | str | os.PathLike, where: str = "config")
             continue
         key = ".".join(path)
         label = f"{where} key '{key}'" if key else where
+        if error.validator == "pattern":
+            # The pattern as written in the schema (jsonschema's repr doubles its backslashes).
+            lines.append(f"{label}: {error.instance!r} does not match '{error.validator_value}'")
+            continue
         lines.append(f"{label}: {error.message}")
     return lines

@@ -35,7 +35,7 @@ HOSTILE = ["a b", "..", "x/../../y", "a;touch PWNED", "$(touch PWNED)", "`touch 
 # A file or directory name cannot carry '/': those scenarios use the other names.
 FILE_NAMES = [name for name in HOSTILE if "/" not in name]
 WORKFLOWS = ["af3", "rnaseq", "trendy", "llc", "dali"]
-SAFE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+SAFE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*\Z"
 CORES = ["--cores", "2"]  # also ends --configfile's list of values before the targets
 
 
@@ -297,11 +297,11 @@ def test_rnaseq_sheet_stops_naming_the_row_and_column(outcome, name):
     stopped_before_any_job(result)
     i = HOSTILE.index(name)
     for run, column, pattern in [
-        (name, "run", "^[SED]RR[0-9]+$"),
+        (name, "run", r"^[SED]RR[0-9]+\Z"),
         (f"SRR10{i}", "sample", SAFE_PATTERN),
-        (f"SRR20{i}", "scientific_name", "^([A-Za-z0-9][A-Za-z0-9_.+-]*)?$"),
+        (f"SRR20{i}", "scientific_name", r"^([A-Za-z0-9][A-Za-z0-9_.+-]*)?\Z"),
     ]:
-        assert f"(run '{run}') column '{column}': {name!r} does not match {pattern!r}" in result.output
+        assert f"(run '{run}') column '{column}': {name!r} does not match '{pattern}'" in result.output
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -309,7 +309,7 @@ def test_trendy_model_name_stops_naming_the_key(outcome, name):
     result = outcome("trendy-models")
     stopped_before_any_job(result)
     key = f"trendy key 'models.{1 + HOSTILE.index(name)}'"
-    assert f"{key}: {name!r} does not match {SAFE_PATTERN!r}" in result.output
+    assert f"{key}: {name!r} does not match '{SAFE_PATTERN}'" in result.output
 
 
 @pytest.mark.parametrize("name", FILE_NAMES)
@@ -333,7 +333,7 @@ def test_llc_target_and_sampler_names_stop_naming_the_key(outcome, name):
     stopped_before_any_job(result)
     i = HOSTILE.index(name)
     for key in (f"targets.{i}.name", f"samplers.{i}.name"):
-        assert f"llc key '{key}': {name!r} does not match {SAFE_PATTERN!r}" in result.output
+        assert f"llc key '{key}': {name!r} does not match '{SAFE_PATTERN}'" in result.output
 
 
 def dali_params(names_in_order: list[str], scenario: str) -> list:
