@@ -17,6 +17,11 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(SCRIPTS))  # tests import the scripts' functions directly
 
 
+# For runs on the test SLURM: the first status check after 2 s (the profile's 40 s suits a real
+# queue) and then every 2 s (Snakemake's default is 10 s), so that a test waits on its jobs, not on polling.
+SLURM_QUICK = ["--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2"]
+
+
 def snakemake_env(path: str | None = None) -> dict:
     """The environment of a Snakemake run: the venv first on ``path`` (default: ours)."""
     env = dict(os.environ)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, run_workflow
+from conftest import REPO, SLURM_QUICK, run_workflow
 from slurm_tools import (
     JOB_PREFIX,
     cancel_leftovers,
@@ -45,7 +45,6 @@ from slurm_tools import (
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 WORKFLOWS = ["af3", "rnaseq", "trendy", "llc", "dali"]
-SLURM_FAST = ["--slurm-init-seconds-before-status-checks", "2"]
 HEAD_TIMEOUT = 420
 
 
@@ -334,7 +333,7 @@ class Outcome:
 def slurm_extra(case: Case, prefix: str, scratch: Path) -> list[str]:
     # Each scenario names its jobs with its own prefix, so that the scenarios of all workflows
     # can share the test cluster at once without touching each other's jobs.
-    return [*SLURM_FAST, "--slurm-jobname-prefix", prefix, "--shadow-prefix", str(scratch), *case.extra]
+    return [*SLURM_QUICK, "--slurm-jobname-prefix", prefix, "--shadow-prefix", str(scratch), *case.extra]
 
 
 def wait_until_at_work(case: Case, workdir: Path, scratch: Path, timeout: float = 120) -> None:
@@ -506,7 +505,7 @@ def walltime_run(tmp_path: Path) -> Outcome:
             ["rnaseq_all"],
             profile="slurm",
             extra=[
-                *SLURM_FAST,
+                *SLURM_QUICK,
                 "--slurm-jobname-prefix",
                 f"{JOB_PREFIX}-rnaseq-walltime",
                 "--set-resources",

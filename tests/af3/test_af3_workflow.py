@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from af3 import discover, example_inputs, seeds, upload
 from af3.restore import restore_tree
-from conftest import BIN, REPO, run_workflow, snakemake_env
+from conftest import BIN, REPO, SLURM_QUICK, run_workflow, snakemake_env
 
 N_JOBS = 14
 SFTP_PASSWORD = "af3-loopback-secret"
@@ -354,7 +354,7 @@ def test_af3_runs_through_slurm(slurm_cluster, tmp_path):
         config,
         ["af3_all"],
         profile="slurm",
-        extra=["--slurm-init-seconds-before-status-checks", "2"],
+        extra=SLURM_QUICK,
     )
     table = pd.read_csv(tmp_path / "run/results/af3/tables/confidences.tsv", sep="\t")
     assert sorted(table["job"]) == sorted(s.dirname for s in example_inputs.job_specs(3))

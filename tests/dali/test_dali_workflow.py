@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_workflow
+from conftest import SLURM_QUICK, run_workflow
 from dali import example_inputs
 
 FAKE_DALI = Path(__file__).parent / "fake_dalilite" / "dali.pl"
@@ -130,7 +130,7 @@ def test_slurm_and_local_give_the_same_bytes_with_scratch_on_the_node(
         config,
         ["dali_all"],
         profile="slurm",
-        extra=["--slurm-init-seconds-before-status-checks", "2", "--shadow-prefix", str(scratch)],
+        extra=[*SLURM_QUICK, "--shadow-prefix", str(scratch)],
     )
     for protein in proteins:
         name = f"{protein}_iterativdDali_hits"

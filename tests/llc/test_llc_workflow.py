@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_workflow
+from conftest import SLURM_QUICK, run_workflow
 from llc.validation import accuracy_failures, accuracy_sweep
 
 # `--configfile` takes several values: an option of one value must stand before the targets.
@@ -151,7 +151,7 @@ def test_llc_runs_through_slurm(slurm_cluster, tmp_path):
         {**OTHERS_OFF, "llc": section},
         ["llc_all"],
         profile="slurm",
-        extra=["--slurm-init-seconds-before-status-checks", "2"],
+        extra=SLURM_QUICK,
     )
     table = pd.read_parquet(tmp_path / "results/llc/llc_runs.parquet")
     assert len(table) == 1 and np.isfinite(table["llc_mean"].iloc[0])

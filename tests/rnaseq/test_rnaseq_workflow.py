@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_workflow
+from conftest import SLURM_QUICK, run_workflow
 from rnaseq.http_fixture import Fault, FixtureServer
 from rnaseq.simulate import make_transcriptome, random_abundances, simulate_reads, write_fasta
 from rnaseq.sra import build_sra
@@ -251,7 +251,7 @@ def test_two_runs_through_slurm(batch, tmp_path, slurm_cluster):
             config,
             ["rnaseq_all"],
             profile="slurm",
-            extra=["--slurm-init-seconds-before-status-checks", "2"],
+            extra=SLURM_QUICK,
         )
     results = tmp_path / "work" / "results" / "rnaseq"
     qc = pd.read_csv(results / "qc" / "runs_qc.tsv", sep="\t")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, SCRIPTS, run_workflow
+from conftest import REPO, SCRIPTS, SLURM_QUICK, run_workflow
 from trendy.inventory import find_sources
 from trendy.synthetic import bad_cases, quirk_cases, with_size, write_case
 
@@ -166,7 +166,7 @@ def test_slurm_runs_grouped_conversions(slurm_cluster, trendy_root, tmp_path):
         config,
         ["trendy_all"],
         profile="slurm",
-        extra=["--slurm-init-seconds-before-status-checks", "2"],
+        extra=SLURM_QUICK,
     )
     assert "trendy_batch" in proc.stdout, "the convert jobs were not submitted as one group"
     rows = read_table(tmp_path / "results/trendy/conversions.tsv")
