@@ -7,9 +7,10 @@
    directories (what the original scripts did, minus their gzip). The headline ratio is against it.
 3. The workflow (``af3_all`` with profiles/local, ``--cores`` cores). Baseline and workflow run
    ``--repeat`` rounds, each from scratch, back to back, after a ``sync``; the headline is the median
-   of the rounds' ratios (on a shared machine the baseline, which writes 4x the bytes, swings 2x
-   from round to round), printed with every round's ratio and the best times. Then, once: a second baseline for comparison only, with ``tar -I 'zstd -1'`` (the same
-   compression the workflow does, by standard tools), and a rerun with nothing changed.
+   of the rounds' ratios (on a shared machine the baseline, which writes 4.8x the bytes, swings 2-3x
+   from round to round), printed with every round's ratio and the best times. Then, once: a second
+   baseline for comparison only, with ``tar -I 'zstd -1'`` (the same compression the workflow does,
+   by standard tools), and a rerun with nothing changed.
 4. MSA archive: ratio of raw MSA bytes to stored bytes, and the same store compressed with xz
    (standard library) instead of zstd, for the codec choice.
 5. Scale: a light tree of ``--dry-run-jobs`` jobs (top-level files only); discovery once, then
@@ -179,8 +180,8 @@ def main() -> None:
         n_jobs = args.jobs + replicate(source, args.copies)
         print(f"generated {n_jobs} jobs, {du(source) / 1e6:.1f} MB in {time.perf_counter() - start:.1f} s")
 
-        # Rounds of (baseline, workflow), each from scratch; the best of each is reported (a shared
-        # machine only ever adds time), with every round's ratio beside it.
+        # Rounds of (baseline, workflow), each from scratch: the headline is the median of the
+        # rounds' ratios, printed beside every round's ratio and the best time of each side.
         work = tmp / "run"
         config = af3_config(
             source, args.chunks if args.chunks == "auto" else int(args.chunks), args.seed_codec

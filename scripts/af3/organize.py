@@ -193,11 +193,9 @@ def organize_job(row: dict, settings: dict, copied: bool = False) -> dict:
     return record
 
 
-def _organize_one(args: tuple[dict, dict, dict | None, bool]) -> tuple[dict | None, tuple[str, str] | None]:
+def _organize_one(args: tuple[dict, dict, bool]) -> tuple[dict | None, tuple[str, str] | None]:
     """One job for the worker pool: (record, None), or (None, (job, error)); never raises."""
-    row, settings, unchanged, copied = args
-    if unchanged is not None:
-        return unchanged, None
+    row, settings, copied = args
     try:
         return organize_job(row, settings, copied=copied), None
     except Exception as err:  # one bad job must not stop the others
@@ -227,15 +225,17 @@ def organize_chunk(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for jobs in pool.map(lambda group_rows: copy_group(group_rows, settings), pending.values()):
             copied.update(jobs)
-    tasks = [(row, settings, unchanged.get(row["job"]), row["job"] in copied) for row in rows]
-    if workers > 1 and len(tasks) - len(unchanged) > 1:
+    tasks = [(row, settings, row["job"] in copied) for row in rows if row["job"] not in unchanged]
+    if workers > 1 and len(tasks) > 1:
         # fork: the workers inherit the imported modules and the log file; the threads above are done.
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            results = list(pool.map(_organize_one, tasks, chunksize=4))
+            done = list(pool.map(_organize_one, tasks, chunksize=4))
     else:
-        results = [_organize_one(task) for task in tasks]
-    for record, failure in results:
+        done = [_organize_one(task) for task in tasks]
+    results = {task[0]["job"]: result for task, result in zip(tasks, done, strict=True)}
+    for row in rows:
+        record, failure = (unchanged[row["job"]], None) if row["job"] in unchanged else results[row["job"]]
         if failure:
             failures.append(failure)
             log.error("job %s: %s", *failure)
