@@ -20,7 +20,7 @@ from common import atomic_open, setup_logging
 
 from dali.aligners import Aligner
 from dali.iterative import ProteinError, default_workers, run_protein
-from dali.scratch import CACHE_DIR_NAME, clean_stale_scratch, hold_job_lock, scratch_prefix_of
+from dali.scratch import CACHE_DIR_NAME, WORK_DIRNAME, clean_stale_scratch, hold_job_lock, scratch_prefix_of
 
 log = logging.getLogger("hpcpipe")
 
@@ -50,7 +50,7 @@ def iterative_dali(
             template_dir,
             aligner,
             workers,
-            workdir=shadow_dir / "c",
+            workdir=shadow_dir / WORK_DIRNAME,
             cache_root=scratch / CACHE_DIR_NAME,
             skip_missing_templates=skip_missing_templates,
         )

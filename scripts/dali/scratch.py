@@ -8,7 +8,9 @@ exclusive ``flock`` on ``.dali-job.lock`` in its own shadow directory for its wh
 on the node removes directories of this workflow whose lock is free: their job is dead, since the kernel
 releases a flock when its holder dies (a running job, or its still-running orphans, which inherit the
 descriptor, are never cleaned). A directory without a lock file may belong to a job that has not
-started its script yet (on a loaded node that can take minutes): it goes only after ``stale_after_s``.
+started its script yet (on a loaded node that can take minutes): it goes only after ``stale_after_s``,
+unless it holds the script's work directory ``c/``, made only under the lock: then its lock file was
+there and went with the rest of the directory in Snakemake's own clean-up, which a kill interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 log = logging.getLogger("hpcpipe")
 
 JOB_LOCK = ".dali-job.lock"
+WORK_DIRNAME = "c"  # the script's work directory inside its shadow directory (short: DaliLite's path limit)
 CACHE_DIR_NAME = "dali-template-cache"
 # A lock file younger than this may be between its creation and its flock (microseconds apart).
 LOCK_GRACE_S = 5.0
@@ -92,8 +95,10 @@ def clean_stale_scratch(
     """Remove dead ``dali_iterative`` shadow directories and half-copied cache files; return what went.
 
     A shadow directory of this rule goes when its job is dead: its lock file exists and is free
-    (and is older than ``LOCK_GRACE_S``), or, if the job never took its lock, the directory is older
-    than ``stale_after_s``. Other workflows' shadow directories are never touched.
+    (and is older than ``LOCK_GRACE_S``); or the lock file is gone but the work directory is there
+    (a clean-up killed midway) and nothing in the directory changed for ``LOCK_GRACE_S``; or, if the
+    job never took its lock, the directory is older than ``stale_after_s``. Other workflows' shadow
+    directories are never touched.
     """
     now = time.time() if now is None else now
     removed = []
@@ -110,7 +115,7 @@ def clean_stale_scratch(
             if lock.exists():
                 if _age(lock, now) < LOCK_GRACE_S or lock_is_held(lock):
                     continue
-            elif _age(path, now) < stale_after_s:
+            elif _age(path, now) < (LOCK_GRACE_S if (path / WORK_DIRNAME).is_dir() else stale_after_s):
                 continue
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)

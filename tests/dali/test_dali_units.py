@@ -11,7 +11,7 @@ from dali import example_inputs
 from dali.aligners import Aligner, AlignerOutputError, dali_command, parse_dali_output, parse_tmalign_output
 from dali.cache import TemplateCache, TemplateMissingError
 from dali.iterative import ProteinError, default_workers, domain_segments, read_candidates, run_protein
-from dali.scratch import JOB_LOCK, clean_stale_scratch, hold_job_lock, scratch_prefix_of
+from dali.scratch import JOB_LOCK, WORK_DIRNAME, clean_stale_scratch, hold_job_lock, scratch_prefix_of
 
 FAKE_DALI = Path(__file__).parent / "fake_dalilite" / "dali.pl"
 
@@ -273,11 +273,17 @@ def test_stale_scratch_cleaning_spares_running_young_and_foreign_dirs(tmp_path):
     root = prefix / "shadow"
     names = ("tmpdead", "tmplive", "tmpyoung", "tmprecentdead", "tmpstarting", "tmpneverstarted", "tmpother")
     dead, live, young, recent_dead, starting, never_started, foreign = (root / name for name in names)
+    half_removed, being_removed = root / "tmphalfremoved", root / "tmpbeingremoved"
     for path in (dead, live, young, recent_dead):
         (path / "logs" / "dali").mkdir(parents=True)
         (path / JOB_LOCK).write_text("pid=1\n")
     for path in (starting, never_started):  # Snakemake made them; the script has not locked yet
         (path / "logs" / "dali").mkdir(parents=True)
+    # Snakemake's clean-up after a job removed the lock file, then a kill stopped it (the work dir
+    # is made only under the lock); the second one is still being removed this second.
+    for path in (half_removed, being_removed):
+        (path / "logs" / "dali").mkdir(parents=True)
+        (path / WORK_DIRNAME / "000000112").mkdir(parents=True)
     (foreign / "logs" / "trendy").mkdir(parents=True)
     partial = prefix / "dali-template-cache" / "ecod-x" / ".tmp.000000001.abc"
     partial.parent.mkdir(parents=True)
@@ -287,13 +293,15 @@ def test_stale_scratch_cleaning_spares_running_young_and_foreign_dirs(tmp_path):
         *((p, 7200) for p in (dead, live, foreign, dead / JOB_LOCK, live / JOB_LOCK, partial, never_started)),
         (recent_dead / JOB_LOCK, 60),  # a job killed a minute ago: its lock is free
         (starting, 600),  # a job still starting on a loaded node, ten minutes after its shadow dir
+        (half_removed, 60),
     ]:
         os.utime(path, (now - age, now - age))
     with open(live / JOB_LOCK) as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # a running job holds its lock
         removed = clean_stale_scratch(prefix, stale_after_s=3600, now=now)
-    assert set(removed) == {dead, recent_dead, never_started, partial}
+    assert set(removed) == {dead, recent_dead, never_started, half_removed, partial}
     assert live.exists() and young.exists() and starting.exists() and foreign.exists()
+    assert being_removed.exists()
 
 
 def test_job_lock_is_held_while_running(shadow):
