@@ -205,3 +205,9 @@ rule af3_summary:
         upload_state=f"{AF3_OUT}/upload/upload.json",
     script:
         "../scripts/af3/summary.py"
+
+
+WORKFLOW_VERSIONS["af3"] = {
+    "libraries": ["numpy", "pyarrow", "matplotlib", "zstandard"],
+    "tools": {"rsync": ["rsync", "--version"], "rclone": ["rclone", "version"]},
+}

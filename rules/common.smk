@@ -64,6 +64,9 @@ wildcard_constraints:
 # Each rules/<name>.smk registers a function returning its final targets; `rule all`
 # asks only the enabled workflows, so a disabled one costs nothing at parse time.
 WORKFLOW_TARGETS = {}
+# ... and what it runs, for results/<name>/versions.yml: {"libraries": [distribution names],
+# "tools": {name: argv that prints the tool's version}} (scripts/versions.py asks them at run time).
+WORKFLOW_VERSIONS = {}
 
 
 def enabled_targets(wildcards):
@@ -71,4 +74,29 @@ def enabled_targets(wildcards):
     for name in WORKFLOWS:
         if config[name].get("enabled", False) and name in WORKFLOW_TARGETS:
             targets.extend(WORKFLOW_TARGETS[name]())
+            if name in WORKFLOW_VERSIONS:
+                targets.append(f"results/{name}/versions.yml")
     return targets
+
+
+rule versions:
+    # No inputs: written once per results directory, and again when it is deleted or this rule's
+    # code or the tool list changes. It asks each tool itself, so it runs on the head node.
+    output:
+        report(
+            "results/{workflow}/versions.yml",
+            category="{workflow}",
+            caption="../scripts/versions_caption.rst",
+        ),
+    log:
+        "logs/{workflow}/versions.log",
+    wildcard_constraints:
+        workflow="|".join(WORKFLOWS),
+    localrule: True
+    # the workflow's own environment: the versions recorded are those its jobs ran with
+    conda:
+        lambda wildcards: f"../envs/{wildcards.workflow}.yaml"
+    params:
+        spec=lambda wildcards: WORKFLOW_VERSIONS[wildcards.workflow],
+    script:
+        "../scripts/versions.py"

@@ -145,3 +145,13 @@ rule dali_check:
         "../envs/dali.yaml"
     script:
         "../scripts/dali/check.py"
+
+
+WORKFLOW_VERSIONS["dali"] = {
+    "libraries": ["numpy", "pandas"],
+    "tools": (
+        {"TMalign": [DALI["tmalign"], "-v"]}
+        if DALI["aligner"] == "tmalign"
+        else {"DaliLite dali.pl": [DALI["dali_pl"], "--help"]}
+    ),
+}

@@ -207,3 +207,19 @@ rule llc_gallery:
 rule llc_promote:
     input:
         f"{LLC_RESULTS}/gallery/index.html",
+
+
+WORKFLOW_VERSIONS["llc"] = {
+    "libraries": [
+        "jax",
+        "jaxlib",
+        "blackjax",
+        "optax",
+        "numpy",
+        "scipy",
+        "pandas",
+        "pyarrow",
+        "matplotlib",
+    ],
+    "tools": {},
+}

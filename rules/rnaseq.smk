@@ -193,3 +193,14 @@ rule rnaseq_qc:
         matrices=lambda wc: rnaseq_matrices(),
     script:
         "../scripts/rnaseq/qc.py"
+
+
+WORKFLOW_VERSIONS["rnaseq"] = {
+    "libraries": ["numpy", "pandas", "matplotlib"],
+    "tools": {
+        "kallisto": ["kallisto", "version"],
+        "prefetch": ["prefetch", "--version"],
+        "fasterq-dump": ["fasterq-dump", "--version"],
+        "vdb-validate": ["vdb-validate", "--version"],
+    },
+}

@@ -143,3 +143,9 @@ rule trendy_report:
         models_dir=TRENDY_MODELS,
     script:
         "../scripts/trendy/report.py"
+
+
+WORKFLOW_VERSIONS["trendy"] = {
+    "libraries": ["netCDF4", "cftime", "cf-units", "numpy", "pandas", "ILAMB"],
+    "tools": {},
+}
