@@ -186,10 +186,11 @@ def test_hits_file_block_format(examples, shadow):
 def test_template_cache_hits_second_time_and_is_atomic(tmp_path):
     source = tmp_path / "ECOD70"
     source.mkdir()
-    (source / "000000001.pdb").write_text("ATOM\n")
+    atom = "ATOM      1  CA  GLY A   1       1.000   2.000   3.000  1.00  0.00           C\n"
+    (source / "000000001.pdb").write_text(atom)
     cache = TemplateCache(tmp_path / "cache", source)
     path, hit = cache.fetch("000000001")
-    assert not hit and path.read_text() == "ATOM\n"
+    assert not hit and path.read_text() == atom
     assert cache.fetch("000000001") == (path, True)
     assert [p.name for p in cache.dir.iterdir()] == ["000000001.pdb"]  # no temporary left
     with pytest.raises(TemplateMissingError, match="000000002"):

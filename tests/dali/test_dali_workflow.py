@@ -81,13 +81,16 @@ def test_one_bad_protein_fails_alone(examples, tmp_path):
     assert proc.returncode != 0
     assert (tmp_path / "work/results/dali" / f"{good}_iterativdDali_hits").exists()
     assert not (tmp_path / "work/results/dali" / f"{bad}_iterativdDali_hits").exists()
-    log = (tmp_path / "work/logs/dali" / f"{bad}.log").read_text()
-    assert "no chain identifier" in log and f"{bad}.pdb" in log
-    # the failure reaches the terminal, the table says why, and the next run will redo the protein
+    log = (tmp_path / "work/logs/dali/batch-000.log").read_text()
+    assert f"protein {bad} failed" in log and "no chain identifier" in log and f"{bad}.pdb" in log
+    # the failure reaches the terminal, the table and the marker say why, and the next run will
+    # run the batch again (its state is removed)
     assert f"protein {bad} failed" in proc.stdout and "no chain identifier" in proc.stdout
     table = (tmp_path / "work/results/dali/dali_summary.tsv").read_text()
     assert f"{bad}\tfailed\t" in table and f"{good}\tok\t" in table
-    assert not (tmp_path / "work/results/dali" / f"{bad}.iterativeDali.done").exists()
+    marker = json.loads((tmp_path / "work/results/dali" / f"{bad}.iterativeDali.done").read_text())
+    assert marker["status"] == "failed" and "no chain identifier" in marker["error"]
+    assert not (tmp_path / "work/results/dali/batches/batch-000.json").exists()
     # fixed input: the rerun redoes only the bad protein and the run ends clean
     (inputs / f"{bad}.pdb").write_bytes((examples / "inputs" / f"{good}.pdb").read_bytes())
     good_hits = tmp_path / "work/results/dali" / f"{good}_iterativdDali_hits"
@@ -95,6 +98,7 @@ def test_one_bad_protein_fails_alone(examples, tmp_path):
     run_workflow(tmp_path / "work", config, ["dali_all"], extra=["--shadow-prefix", str(tmp_path / "s")])
     assert (tmp_path / "work/results/dali" / f"{bad}_iterativdDali_hits").exists()
     assert good_hits.stat().st_mtime_ns == before
+    assert "1 done before (skipped), 1 to run" in (tmp_path / "work/logs/dali/batch-000.log").read_text()
     assert (tmp_path / "work/results/dali/dali_check.txt").exists()
 
 
@@ -143,7 +147,7 @@ def test_slurm_and_local_give_the_same_bytes_with_scratch_on_the_node(
     for protein in proteins:
         done = json.loads((tmp_path / "slurm/results/dali" / f"{protein}.iterativeDali.done").read_text())
         assert done["slurm_job_id"] in job_ids
-    # both proteins shared one submission (group dali_batch)
+    # both proteins shared one submission (one batch)
     assert len(job_ids) == 1
     show = subprocess.run(["scontrol", "show", "job", job_ids.pop()], capture_output=True, text=True).stdout
     assert "hpcpipe" in show and str(tmp_path / "slurm") in show
