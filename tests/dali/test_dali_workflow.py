@@ -1,12 +1,15 @@
 """End-to-end runs of the dali workflow: local profile, SLURM profile, and bad inputs."""
 
 import json
+import os
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from conftest import SLURM_QUICK, run_workflow
+from conftest import SLURM_QUICK, run_workflow, snakemake_command, snakemake_env
 from dali import example_inputs
 
 FAKE_DALI = Path(__file__).parent / "fake_dalilite" / "dali.pl"
@@ -156,3 +159,64 @@ def test_slurm_and_local_give_the_same_bytes_with_scratch_on_the_node(
         assert dirs and all(d.startswith(str(scratch / "shadow") + "/") for d in dirs)
     assert list((scratch / "shadow").iterdir()) == []
     assert not list((tmp_path / "slurm").rglob("*.dccp"))
+
+
+def test_the_default_aligner_tmalign_runs_through_snakemake(examples, tmp_path):
+    """aligner: tmalign (the default) end to end: TM-scores in DPAM's format, one hit per domain at least."""
+    proteins = list(example_inputs.QUERIES)
+    config = dali_config(examples, proteins, aligner="tmalign", dali_pl="")
+    run_workflow(tmp_path / "work", config, ["dali_all"], extra=["--shadow-prefix", str(tmp_path / "s")])
+    out = tmp_path / "work/results/dali"
+    for protein in proteins:
+        headers = [
+            line.split("\t") for line in (out / f"{protein}_iterativdDali_hits").read_text().splitlines()
+        ]
+        headers = [h for h in headers if h[0].startswith(">")]
+        assert len(headers) >= 2, protein
+        assert all(h[1].startswith("TM=") and float(h[1][3:]) >= 0.5 for h in headers)
+        done = json.loads((out / f"{protein}.iterativeDali.done").read_text())
+        assert done["aligner"] == "tmalign" and done["status"] == "ok" and done["hits"] == len(headers)
+    assert (out / "dali_check.txt").read_text().startswith(f"{len(proteins)} proteins")
+
+
+def test_a_killed_batch_resumes_and_redoes_only_the_proteins_in_flight(examples, tmp_path, monkeypatch):
+    """SIGKILL to the whole run (head, job, protein processes) once a protein is done; the rerun
+    skips the proteins whose markers were written and aligns only the others."""
+    proteins = list(example_inputs.QUERIES)
+    work, scratch, results = tmp_path / "work", tmp_path / "scratch", tmp_path / "work/results/dali"
+    monkeypatch.setenv("FAKE_DALI_DELAY", "0.5")
+    monkeypatch.setenv("FAKE_DALI_LOG", str(tmp_path / "calls-killed.log"))
+    config = dali_config(examples, proteins)
+    one_at_a_time = ["--shadow-prefix", str(scratch), "--set-resources", "dali_batch:dali_workers=1"]
+    cmd = snakemake_command(work, config, ["dali_all"], extra=one_at_a_time)
+    head = subprocess.Popen(
+        cmd,
+        cwd=work,
+        env=snakemake_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list(results.glob("*.iterativeDali.done")):  # the state: one protein finished
+        assert head.poll() is None, "the run ended before a protein finished"
+        assert time.monotonic() < deadline, "no protein finished within 300 s"
+        time.sleep(0.1)
+    os.killpg(head.pid, signal.SIGKILL)
+    head.wait()
+    finished = {p.name.removesuffix(".iterativeDali.done") for p in results.glob("*.iterativeDali.done")}
+    assert 1 <= len(finished) < len(proteins)
+    mtimes = {p: (results / f"{p}_iterativdDali_hits").stat().st_mtime_ns for p in finished}
+    assert list((scratch / "shadow").iterdir()), "the killed job left its shadow directory"
+
+    monkeypatch.setenv("FAKE_DALI_LOG", str(tmp_path / "calls-rerun.log"))
+    run_workflow(work, config, ["dali_all"], extra=["--unlock"])
+    run_workflow(work, config, ["dali_all"], extra=one_at_a_time)
+    rerun_dirs = aligner_dirs(tmp_path / "calls-rerun.log")
+    aligned = {Path(d).parts[-3] for d in rerun_dirs}  # <shadow>/c/<protein>/<uid>/run
+    assert aligned == set(proteins) - finished
+    assert all((results / f"{p}_iterativdDali_hits").stat().st_mtime_ns == mtimes[p] for p in finished)
+    log = (work / "logs/dali/batch-000.log").read_text()
+    assert f"{len(proteins)} proteins, {len(finished)} done before (skipped)" in log
+    assert list((scratch / "shadow").iterdir()) == []  # the dead job's directory was cleaned
+    assert (results / "dali_check.txt").exists()
