@@ -337,6 +337,9 @@ def dali_case(root: Path) -> Case:
         failure_text,
         disturb="dali_batch",
         at_work=at_work,
+        # 4 cores, not the profile's 16: the scenarios share the test cluster's CPUs (a pool of 16
+        # still runs the 3 proteins side by side)
+        extra=["--set-threads", "dali_batch=4"],
     )
 
 
