@@ -80,7 +80,13 @@ class CandidateResult:
 
 
 def align_candidate(
-    uid: str, query_lines: list[str], cache: TemplateCache, aligner: Aligner, base: Path, skip_missing: bool
+    uid: str,
+    query_lines: list[str],
+    cache: TemplateCache,
+    aligner: Aligner,
+    base: Path,
+    skip_missing: bool,
+    copy_template: bool = False,
 ) -> CandidateResult:
     """Run the iterative loop of one candidate in ``base/<uid>/``; remove that directory afterwards."""
     start = time.monotonic()
@@ -95,7 +101,10 @@ def align_candidate(
     workdir = base / uid
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    (workdir / TEMPLATE_FILE).symlink_to(template)
+    if copy_template:  # dpam_c2 copies it beside the query (and some filesystems refuse symlinks)
+        shutil.copyfile(template, workdir / TEMPLATE_FILE)
+    else:
+        (workdir / TEMPLATE_FILE).symlink_to(template)
     remaining = set(residue_numbers(query_lines))
     try:
         while True:
@@ -164,6 +173,7 @@ def run_protein(
     workdir: Path,
     cache_root: Path,
     skip_missing_templates: bool = False,
+    copy_templates: bool = False,
 ) -> tuple[str, dict]:
     """Run every candidate of one protein; return the ``_iterativdDali_hits`` text and statistics.
 
@@ -182,7 +192,7 @@ def run_protein(
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, CandidateResult] = {}
     n_workers = max(1, min(workers, len(uids)))
-    args = [(uid, lines, cache, aligner, workdir, skip_missing_templates) for uid in uids]
+    args = [(uid, lines, cache, aligner, workdir, skip_missing_templates, copy_templates) for uid in uids]
     if n_workers == 1:  # inside a batch's pool: one candidate after the other, no pool of its own
         for a in args:
             result = _align_candidate_or_explain(*a)
