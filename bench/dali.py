@@ -1,26 +1,41 @@
-"""Benchmark of the dali workflow: wall per protein, file operations on the shared tree, cache hit rate,
-throughput at 1, cpus and 4 x cpus aligner workers.
+"""Benchmark of the dali workflow against the physical floor, with a real network filesystem.
 
-Baseline (measured in the same run): the seed's layout, where every temporary file of the loop lives in
-the working directory on the shared file system. Here that is the same rule without `--shadow-prefix`
-(shadow dirs and template cache under `<workdir>/.snakemake/`). New: `--shadow-prefix` on a separate
-"node-local" directory. File operations are counted with `strace -f -e trace=%file,%desc` over the
-whole Snakemake run and split by path prefix.
+A real shared filesystem on this machine: Debian's ``sshfs`` mounts a directory over SFTP from an
+``sshd`` that the bench starts on 127.0.0.1 (a generated key, its own config and port; stopped at the
+end), one round trip per metadata operation, as on NFS. In each round, on the same proteins and
+TM-align, with the same number of workers:
 
-    .venv/bin/python bench/dali.py --proteins 8
+  (a) the workflow as a user runs it: work tree (inputs, templates, results, .snakemake/) on sshfs,
+      ``--shadow-prefix`` on local disk;
+  (b) the same with the work tree on local disk;
+  (c) the seed's dpam_c2 layout: the temporary I/O inside the work tree on sshfs (the same workflow
+      without ``--shadow-prefix``: shadow dirs and template cache under ``<work tree>/.snakemake/``);
+  (d) the floor: the bare aligner loop of every protein through the same worker pool
+      (:func:`batches.run_items` over :func:`dali.iterative.run_protein`), all on local disk.
 
-`--dry-run N` measures instead what `snakemake -n` costs over N proteins with each profile (inputs are
-symlinks to one example protein), beside Snakemake's floor measured in the same run: N jobs of a
-one-rule Snakefile under the same profile. CPU is user + sys of the snakemake process tree.
+It prints wall per protein for each, and the ratios a/b, a/c, a/d (median over the rounds, each
+ratio taken within its round); then file operations per protein on the shared tree for a and c,
+counted with ``strace -f`` in separate runs (strace slows a run down, so it never runs in a timed one).
 
-    .venv/bin/python bench/dali.py --dry-run 28000 --repeat 2
+    .venv/bin/python bench/dali.py --proteins 64 --rounds 3
+
+``--dry-run N`` measures instead what ``snakemake -n`` costs over N proteins with each profile, after
+the plan has run once (its time is printed too), beside Snakemake's floor measured in the same run:
+one job per batch of a one-rule Snakefile under the same profile.
+
+    .venv/bin/python bench/dali.py --dry-run 28000
+
+Needs ``envs/debian-bench-packages.txt`` (sshfs, openssh-server) and /dev/fuse.
 """
 
 import argparse
+import contextlib
 import os
 import re
 import resource
 import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,9 +47,13 @@ from startup import print_startup
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+from batches import batch_count, run_items  # noqa: E402
 from dali import example_inputs  # noqa: E402
+from dali.aligners import Aligner  # noqa: E402
+from dali.iterative import run_protein  # noqa: E402
 
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
+OTHERS_OFF = "".join(f"{w}: {{enabled: false}}\n" for w in ("af3", "rnaseq", "trendy", "llc"))
 # syscalls whose first quoted string is data or a result, not a path they act on
 NOT_A_PATH = {
     "execve",
@@ -51,35 +70,83 @@ NOT_A_PATH = {
 PATH_RE = re.compile(r'"(/[^"]*|[^"/][^"]*)"')
 
 
-def make_inputs(root: Path, n: int) -> Path:
-    """n proteins (copies of the example queries under new names) and the example templates."""
-    example_inputs.make(root / "examples")
-    inputs = root / "shared" / "inputs"
+# --------------------------------------------------------------------------- the sshfs mount
+
+
+@contextlib.contextmanager
+def sshfs_mount(private: Path, export: Path, mount: Path):
+    """Mount ``export`` at ``mount`` over SFTP from an sshd of our own on 127.0.0.1; stop both after."""
+    for tool in ("sshfs", "/usr/sbin/sshd", "ssh-keygen", "fusermount"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: scripts/install_debian_packages.sh envs/debian-bench-packages.txt")
+    private.mkdir(parents=True)
+    export.mkdir(parents=True)
+    mount.mkdir(parents=True)
+    for key in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(private / key)], check=True)
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = private / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {private}/host_key\n"
+        f"AuthorizedKeysFile {private}/user_key.pub\nPermitRootLogin yes\nPasswordAuthentication no\n"
+        f"StrictModes no\nSubsystem sftp internal-sftp\nPidFile {private}/sshd.pid\nUsePAM no\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)
+    subprocess.run(["/usr/sbin/sshd", "-f", str(config)], check=True)
+    mounted = False
+    try:
+        deadline = time.monotonic() + 30
+        while not (private / "sshd.pid").exists():
+            if time.monotonic() > deadline:
+                sys.exit("sshd did not start")
+            time.sleep(0.1)
+        options = f"IdentityFile={private}/user_key,StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null"
+        user = os.environ.get("USER", "root")
+        subprocess.run(
+            ["sshfs", "-p", str(port), "-o", options, f"{user}@127.0.0.1:{export}", str(mount)], check=True
+        )
+        mounted = True
+        yield mount
+    finally:
+        if mounted:
+            subprocess.run(["fusermount", "-u", str(mount)], check=False)
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int((private / "sshd.pid").read_text()), 15)
+
+
+# --------------------------------------------------------------------------- inputs and runs
+
+
+def make_inputs(tree: Path, examples: Path, n: int) -> list[str]:
+    """n proteins (copies of the example queries under new names) and the templates, under ``tree``."""
+    inputs = tree / "inputs"
     inputs.mkdir(parents=True)
     queries = list(example_inputs.QUERIES)
-    names = []
-    for i in range(n):
-        source = queries[i % len(queries)]
-        name = f"AF-BENCH{i:04d}-F1"
+    names = [f"AF-BENCH{i:05d}-F1" for i in range(n)]
+    for i, name in enumerate(names):
         for suffix in (".pdb", "_hits4Dali"):
-            shutil.copy(root / "examples" / "inputs" / f"{source}{suffix}", inputs / f"{name}{suffix}")
-        names.append(name)
-    shutil.copytree(root / "examples" / "ECOD70", root / "shared" / "ECOD70")
-    (root / "shared" / "proteins.txt").write_text("\n".join(names) + "\n")
-    return root / "shared"
+            shutil.copy(
+                examples / "inputs" / f"{queries[i % len(queries)]}{suffix}", inputs / f"{name}{suffix}"
+            )
+    shutil.copytree(examples / "ECOD70", tree / "ECOD70")
+    (tree / "proteins.txt").write_text("\n".join(names) + "\n")
+    return names
 
 
-def config_text(shared: Path) -> str:
-    off = "".join(f"{w}: {{enabled: false}}\n" for w in ("af3", "rnaseq", "trendy", "llc"))
+def config_text(tree: Path) -> str:
     return (
-        f"dali:\n  enabled: true\n  input_dir: {shared}/inputs\n  protein_list: {shared}/proteins.txt\n"
-        f"  template_dir: {shared}/ECOD70\n  aligner: tmalign\n" + off
+        f"dali:\n  enabled: true\n  input_dir: {tree}/inputs\n  protein_list: {tree}/proteins.txt\n"
+        f"  template_dir: {tree}/ECOD70\n  aligner: tmalign\n  batch_size: 100000\n" + OTHERS_OFF
     )
 
 
-def run(shared: Path, workdir: Path, scratch: Path | None, workers: int, strace_to: Path | None) -> float:
-    workdir.mkdir(parents=True)
-    (workdir / "c.yaml").write_text(config_text(shared))
+def run_workflow(tree: Path, scratch: Path | None, workers: int, strace_to: Path | None = None) -> float:
+    """Wall seconds of one whole ``snakemake dali_all`` run (plan, one batch, summary, check) in ``tree``."""
+    work = tree / "work"
+    work.mkdir()
+    (work / "c.yaml").write_text(config_text(tree))
     cmd = [
         str(SNAKEMAKE),
         "dali_all",
@@ -89,17 +156,61 @@ def run(shared: Path, workdir: Path, scratch: Path | None, workers: int, strace_
         str(REPO / "profiles/local"),
         "--configfile",
         "c.yaml",
-        "--cores",
-        "1",  # one protein at a time: the per-protein pool is what is measured
         "--set-resources",
-        f"dali_iterative:dali_workers={workers}",
+        f"dali_batch:dali_workers={workers}",
     ]
     if scratch:
         cmd += ["--shadow-prefix", str(scratch)]
     if strace_to:
-        cmd = ["strace", "-f", "-qq", "-e", "trace=%file,%desc,%process", "-o", str(strace_to)] + cmd
+        cmd = ["strace", "-f", "-qq", "-e", "trace=%file,%desc", "-o", str(strace_to), *cmd]
     start = time.monotonic()
-    subprocess.run(cmd, cwd=workdir, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"failed in {work}: {' '.join(cmd)}\n{proc.stdout[-4000:]}")
+    return time.monotonic() - start
+
+
+def run_loop(tree: Path, names: list[str], scratch: Path, workers: int, results: Path | None = None) -> float:
+    """Wall seconds of the bare aligner loop of every protein through the same pool as the workflow.
+
+    With ``scratch`` on local disk and no ``results`` it is the floor (d); with ``scratch`` inside the
+    shared tree and ``results`` there, it is the seed's dpam_c2 layout (c): per-candidate temporary
+    directories and the template cache in the shared working directory, hits files written beside.
+    """
+    aligner = Aligner("tmalign", "TMalign", timeout=600)
+    scratch.mkdir(parents=True, exist_ok=True)
+    if results:
+        results.mkdir(parents=True, exist_ok=True)
+
+    def work(name):
+        inputs = tree / "inputs"
+        text, _ = run_protein(
+            inputs / f"{name}.pdb",
+            inputs / f"{name}_hits4Dali",
+            tree / "ECOD70",
+            aligner,
+            1,
+            scratch / f"iterativeDali_{name}",
+            scratch / "template_cache",
+            copy_templates=results is not None,  # as dpam_c2 does (this sshfs also refuses readlink)
+        )
+        if results:
+            (results / f"{name}_iterativdDali_hits").write_text(text)
+
+    start = time.monotonic()
+    _, failures = run_items(names, work, workers)
+    if failures:
+        sys.exit(f"aligner loop: {failures[:3]}")
+    return time.monotonic() - start
+
+
+def seed_layout(tree: Path, names: list[str], workers: int, strace_to: Path | None = None) -> float:
+    """(c): the loop with its temporary I/O in the shared tree, in a process of its own (for strace)."""
+    cmd = [sys.executable, __file__, "--seed-layout", str(tree), str(workers)]
+    if strace_to:
+        cmd = ["strace", "-f", "-qq", "-e", "trace=%file,%desc", "-o", str(strace_to), *cmd]
+    start = time.monotonic()
+    subprocess.run(cmd, check=True)
     return time.monotonic() - start
 
 
@@ -107,17 +218,14 @@ def count_ops(trace: Path, prefixes: dict[str, str], start_cwd: str) -> Counter:
     """File syscalls naming a path, by the first matching prefix.
 
     Relative paths are resolved against the process's working directory, followed through chdir and
-    inherited through fork/clone (the aligner pool's workers use relative paths).
+    inherited through fork/clone.
     """
     counts: Counter = Counter()
     cwd_of: dict[str, str] = {}
-    first_pid = None
     for line in trace.read_text(errors="replace").splitlines():
         pid, _, call = line.partition(" ")
-        first_pid = first_pid or pid
         cwd = cwd_of.get(pid, start_cwd)
         call = call.lstrip()
-        # "<... clone resumed>) = 123": the end of a call that another process interrupted
         name = call.split()[1] if call.startswith("<...") else call.split("(", 1)[0]
         if name in ("clone", "clone3", "fork", "vfork") and "=" in call:
             child = call.rsplit("=", 1)[1].strip().split(" ")[0]
@@ -136,10 +244,82 @@ def count_ops(trace: Path, prefixes: dict[str, str], start_cwd: str) -> Counter:
             if path.startswith(prefix):
                 counts[label] += 1
                 break
-        else:
-            counts["other (venv, system)"] += 1
     return counts
 
+
+def bench(n: int, rounds: int, workers: int, keep: bool) -> None:
+    root = Path(tempfile.mkdtemp(prefix="dali-bench-"))
+    examples = root / "examples"
+    example_inputs.make(examples)
+    cpus = os.cpu_count() or 1
+    print(
+        f"dali benchmark: {n} proteins (TM-align on real domains), {workers} workers, {cpus} cpus, {rounds} rounds"
+    )
+    with sshfs_mount(root / "ssh", root / "export", root / "mnt") as mnt:
+        walls: dict[str, list[float]] = {k: [] for k in "abcd"}
+        for r in range(rounds):
+            # fresh trees each round: nothing cached from an earlier round, in any layout
+            trees = {k: (mnt if k in "ac" else root / "local") / f"r{r}{k}" for k in "abcd"}
+            names = []
+            for tree in trees.values():
+                names = make_inputs(tree, examples, n)
+            walls["a"].append(run_workflow(trees["a"], root / f"scratch-r{r}a", workers))
+            walls["b"].append(run_workflow(trees["b"], root / f"scratch-r{r}b", workers))
+            walls["c"].append(seed_layout(trees["c"], names, workers))
+            walls["d"].append(run_loop(trees["d"], names, root / f"scratch-r{r}d", workers))
+            print(
+                f"round {r + 1}: " + ", ".join(f"{k} {walls[k][-1] / n:.3f} s/protein" for k in "abcd"),
+                flush=True,
+            )
+        med = {k: statistics.median(v) / n for k, v in walls.items()}
+        ratios = {
+            pair: statistics.median(walls[pair[0]][i] / walls[pair[2]][i] for i in range(rounds))
+            for pair in ("a/b", "a/c", "a/d")
+        }
+        labels = {
+            "a": "workflow, work tree on sshfs, scratch local",
+            "b": "workflow, all local",
+            "c": "seed layout: loop with temp I/O in the sshfs tree",
+            "d": "floor: bare aligner loop, same pool, local",
+        }
+        print(
+            "\nwall per protein (median of rounds; a, b: the whole snakemake run; c, d: the loop's process)"
+        )
+        for k, label in labels.items():
+            print(f"  ({k}) {label:48s} {med[k]:7.3f} s")
+        for pair, value in ratios.items():
+            goal = {"a/b": " (goal <= 1.15)", "a/d": " (goal <= 1.15 at >= 64 proteins)"}.get(pair, "")
+            print(f"  {pair} = {value:.2f}{goal}")
+
+        print("\nfile operations per protein on the shared tree (strace -f, separate runs)")
+        for k in "ac":
+            tree = mnt / f"strace-{k}"
+            names = make_inputs(tree, examples, n)
+            trace = root / f"strace-{k}.txt"
+            if k == "a":
+                run_workflow(tree, root / "scratch-strace-a", workers, trace)
+            else:
+                (tree / "work").mkdir()
+                seed_layout(tree, names, workers, trace)
+            prefixes = {
+                "inputs": f"{tree}/inputs",
+                "templates": f"{tree}/ECOD70",
+                "list": f"{tree}/proteins.txt",
+                "temporary I/O (seed layout)": f"{tree}/work/tmp",
+                ".snakemake bookkeeping": f"{tree}/work/.snakemake",
+                "results, logs, benchmarks": f"{tree}/work",
+            }
+            counts = count_ops(trace, prefixes, str(tree / "work"))
+            total = sum(counts.values())
+            print(f"  ({k}) {labels[k]}: {total / n:.0f} per protein (goal <= 150 for a)")
+            for key in prefixes:
+                if counts[key]:
+                    print(f"      {key:50s} {counts[key] / n:9.1f}")
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- dry run at scale
 
 TOY_SNAKEFILE = """\
 N = {n}
@@ -158,26 +338,6 @@ rule toy:
 """
 
 
-def make_dry_run_inputs(root: Path, n: int) -> Path:
-    """A dali config over n proteins whose two input files are symlinks to one example protein."""
-    example_inputs.make(root / "examples")
-    inputs = root / "inputs"
-    inputs.mkdir()
-    source = root / "examples" / "inputs" / next(iter(example_inputs.QUERIES))
-    names = [f"AF-BENCH{i:05d}-F1" for i in range(n)]
-    for name in names:
-        for suffix in (".pdb", "_hits4Dali"):
-            os.symlink(f"{source}{suffix}", inputs / f"{name}{suffix}")
-    (root / "proteins.txt").write_text("\n".join(names) + "\n")
-    off = "".join(f"{w}: {{enabled: false}}\n" for w in ("af3", "rnaseq", "trendy", "llc"))
-    config = root / "dali.yaml"
-    config.write_text(
-        f"dali:\n  enabled: true\n  input_dir: {inputs}\n  protein_list: {root}/proteins.txt\n"
-        f"  template_dir: {root}/examples/ECOD70\n  aligner: tmalign\n" + off
-    )
-    return config
-
-
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
     """Wall and CPU (user + sys of the child tree) seconds of one command, which must succeed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -187,132 +347,67 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stdout[-3000:]}")
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return wall, cpu
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def dry_run(n: int, repeat: int, profiles: list[str]) -> None:
-    """Print wall and CPU of `snakemake -n --quiet` over n proteins per profile, beside the toy floor."""
+    """Run the plan over n proteins once, then time ``snakemake -n`` per profile beside the toy floor."""
     root = Path(tempfile.mkdtemp(prefix="dali-dryrun-"))
-    config = make_dry_run_inputs(root, n)
+    example_inputs.make(root / "examples")
+    inputs = root / "inputs"
+    inputs.mkdir()
+    source = root / "examples" / "inputs" / next(iter(example_inputs.QUERIES))
+    names = [f"AF-BENCH{i:05d}-F1" for i in range(n)]
+    for name in names:
+        for suffix in (".pdb", "_hits4Dali"):
+            os.symlink(f"{source}{suffix}", inputs / f"{name}{suffix}")
+    (root / "proteins.txt").write_text("\n".join(names) + "\n")
+    config = root / "dali.yaml"
+    config.write_text(
+        f"dali:\n  enabled: true\n  input_dir: {inputs}\n  protein_list: {root}/proteins.txt\n"
+        f"  template_dir: {root}/examples/ECOD70\n  aligner: tmalign\n" + OTHERS_OFF
+    )
+    base = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config)]
+    plan = timed([*base, "--profile", str(REPO / "profiles/local"), "results/dali/plan/proteins.tsv"], root)
+    batches = batch_count("auto", n, 256)
+    print(f"dali dry run: {n} proteins in {batches} batches, {os.cpu_count()} cpus, best of {repeat}, {root}")
+    print(f"plan (dali_plan, run once): {plan[0]:.1f} s wall, {plan[1]:.1f} s CPU")
     (root / "toy").mkdir()
-    (root / "toy" / "Snakefile").write_text(TOY_SNAKEFILE.replace("{n}", str(n)))
-    print(f"dali dry run: {n} proteins, {os.cpu_count()} cpus, best of {repeat}, {root}")
+    (root / "toy" / "Snakefile").write_text(TOY_SNAKEFILE.replace("{n}", str(batches)))
     print(
-        f"{'profile':8s} {'dali wall':>9s} {'dali cpu':>8s} {'toy wall':>8s} {'toy cpu':>7s} {'cpu ratio':>9s}",
-        flush=True,
+        f"{'profile':8s} {'dali wall':>9s} {'dali cpu':>8s} {'toy wall':>8s} {'toy cpu':>7s}  goal: dali wall < 10 s"
     )
     for profile in profiles:
-        # `--quiet all` silences every job line; the target is each Snakefile's default `all`
         common = ["-n", "--profile", str(REPO / "profiles" / profile), "--quiet", "all"]
-        dali_cmd = [
-            str(SNAKEMAKE),
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--configfile",
-            str(config),
-            *common,
-        ]
-        toy_cmd = [str(SNAKEMAKE), *common]
-        dali = min(timed(dali_cmd, root) for _ in range(repeat))
-        toy = min(timed(toy_cmd, root / "toy") for _ in range(repeat))
-        print(
-            f"{profile:8s} {dali[0]:9.1f} {dali[1]:8.1f} {toy[0]:8.1f} {toy[1]:7.1f} {dali[1] / toy[1]:8.2f}x",
-            flush=True,
-        )
+        dali = min(timed([*base, *common], root) for _ in range(repeat))
+        toy = min(timed([str(SNAKEMAKE), *common], root / "toy") for _ in range(repeat))
+        print(f"{profile:8s} {dali[0]:9.1f} {dali[1]:8.1f} {toy[0]:8.1f} {toy[1]:7.1f}", flush=True)
     shutil.rmtree(root, ignore_errors=True)
-
-
-def cache_rate(workdir: Path) -> tuple[int, int]:
-    hits, misses, _ = done_stats(workdir)
-    return hits, misses
-
-
-def done_stats(workdir: Path) -> tuple[int, int, float]:
-    """Cache hits, misses and the summed in-job loop seconds from the done markers."""
-    import json
-
-    hits = misses = 0
-    seconds = 0.0
-    for done in (workdir / "results/dali").glob("*.iterativeDali.done"):
-        stats = json.loads(done.read_text())
-        hits, misses = hits + stats["cache_hits"], misses + stats["cache_misses"]
-        seconds += stats["seconds"]
-    return hits, misses, seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--proteins", type=int, default=8)
+    parser.add_argument("--proteins", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of a, b, c, d; ratios are medians")
+    parser.add_argument("--workers", type=int, default=0, help="pool size (default: 4 x cpus, at most 64)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary trees")
     parser.add_argument(
         "--dry-run", type=int, metavar="N", help="time `snakemake -n` over N proteins instead"
     )
     parser.add_argument("--repeat", type=int, default=1, help="dry run: best of this many runs")
     parser.add_argument("--profiles", nargs="+", default=["local", "slurm"], help="dry run: profiles to time")
+    parser.add_argument("--seed-layout", nargs=2, metavar=("TREE", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.seed_layout:
+        tree = Path(args.seed_layout[0])
+        names = (tree / "proteins.txt").read_text().split()
+        run_loop(tree, names, tree / "work" / "tmp", int(args.seed_layout[1]), tree / "work" / "results")
+        return
     print_startup(REPO / ".venv" / "bin")
     if args.dry_run:
         dry_run(args.dry_run, args.repeat, args.profiles)
         return
-    cpus = os.cpu_count() or 1
-    root = Path(tempfile.mkdtemp(prefix="dali-bench-"))
-    shared = make_inputs(root, args.proteins)
-    n = args.proteins
-    print(f"dali benchmark: {n} proteins (TM-align, real domains), {cpus} cpus, {root}")
-
-    print("\n== file operations per protein (strace -f, whole snakemake run, 4 x cpus workers)")
-    results = {}
-    for label, scratch in (
-        ("baseline: temp I/O in the work tree", None),
-        ("new: --shadow-prefix scratch", root / "node"),
-    ):
-        workdir = root / ("base" if scratch is None else "new")
-        trace = root / f"{workdir.name}.strace"
-        run(shared, workdir, scratch, 4 * cpus, trace)
-        prefixes = {
-            "inputs (shared)": f"{shared}/inputs",
-            "templates (shared)": f"{shared}/ECOD70",
-            "work tree: shadow dirs and template cache (baseline)": f"{workdir}/.snakemake/shadow",
-            "work tree: cache (baseline)": f"{workdir}/.snakemake/dali-template-cache",
-            "work tree: .snakemake bookkeeping": f"{workdir}/.snakemake",
-            "work tree: results/logs/benchmarks": f"{workdir}",
-            "node scratch": str(root / "node"),
-        }
-        counts = count_ops(trace, prefixes, str(workdir))
-        shared_ops = sum(v for k, v in counts.items() if "shared" in k or "work tree" in k)
-        results[label] = shared_ops
-        print(f"-- {label}: {shared_ops / n:.0f} shared-tree ops per protein")
-        for key in sorted(counts):
-            print(f"   {key:40s} {counts[key] / n:10.1f} per protein")
-        h, m = cache_rate(workdir)
-        print(f"   template cache: {h} hits / {m} misses (hit rate {h / max(1, h + m):.2f})")
-    base, new = results.values()
-    print(
-        f"shared-tree ops per protein: baseline {base / n:.0f}, new {new / n:.0f}, ratio new/baseline {new / base:.3f}"
-    )
-
-    print("\n== wall per protein and throughput (no strace; cache warm after the first run)")
-    rows = []
-    for label, scratch in (("baseline", None), ("new", root / "node2")):
-        for workers in (1, cpus, 4 * cpus):
-            workdir = root / f"t-{label}-{workers}"
-            wall = run(shared, workdir, scratch, workers, None)
-            h, m, loop = done_stats(workdir)
-            rows.append((label, workers, wall, loop, h / max(1, h + m)))
-    base1 = rows[0][3]
-    print(
-        f"{'layout':9s} {'workers':>7s} {'wall s':>7s} {'wall/protein':>12s} {'loop s/protein':>14s} "
-        f"{'loop proteins/min':>17s} {'cache hit':>9s} {'loop vs baseline@1':>18s}"
-    )
-    for label, workers, wall, loop, rate in rows:
-        print(
-            f"{label:9s} {workers:7d} {wall:7.1f} {wall / n:12.2f} {loop / n:14.3f} "
-            f"{60 * n / loop:17.1f} {rate:9.2f} {base1 / loop:17.2f}x"
-        )
-    print(
-        "(loop = the iterative loop inside the job, from the done markers; wall adds Snakemake's per-job start-up)"
-    )
-    shutil.rmtree(root, ignore_errors=True)
+    bench(args.proteins, args.rounds, args.workers or min(4 * (os.cpu_count() or 1), 64), args.keep)
 
 
 if __name__ == "__main__":

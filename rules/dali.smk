@@ -1,9 +1,18 @@
-# Workflow dali: DPAM's iterative DALI per protein (scripts/dali/). Every temporary file lives in the
-# job's shadow directory under the profile's `shadow-prefix` (node-local scratch on SLURM); templates
-# come through a per-node cache beside it. The shared tree sees the two input reads and the two
-# outputs that Snakemake moves back.
+# Workflow dali: DPAM's iterative DALI (scripts/dali/), in batches of proteins.
+#
+#   dali_plan (checkpoint) -> dali_batch (one job per batch) -> dali_summary -> dali_check
+#
+# The DAG follows batches, not proteins: the plan puts each protein into batch hash(name) mod n
+# (about batch_size proteins each) and rewrites a batch's manifest only when its proteins or their
+# inputs change. A batch job runs in its shadow directory under the profile's `shadow-prefix`
+# (node-local scratch on SLURM): every temporary file stays there, templates come through a
+# per-node cache beside it, and the shared tree sees the inputs read, each protein's hits file and
+# done marker, and the batch state that Snakemake moves back.
 import functools
 import re
+
+from batches import read_batch_ids
+from dali.plan import read_protein_names
 
 DALI = config["dali"]
 DALI_PROTEIN = re.compile(SAFE_NAME)
@@ -19,18 +28,10 @@ def dali_path(path):
 def dali_proteins():
     """Protein prefixes from the list file, or from one listing of input_dir; names are checked."""
     if DALI["protein_list"]:
-        listing = require_path("dali.protein_list", DALI["protein_list"])
-        with open(listing) as handle:
-            names = [line.split("#")[0].strip() for line in handle]
-        names = [name for name in names if name]
-        where = f"dali.protein_list '{listing}'"
+        require_path("dali.protein_list", DALI["protein_list"])
     else:
-        suffix = "_hits4Dali"
-        with os.scandir(require_path("dali.input_dir", DALI["input_dir"])) as entries:
-            names = sorted(
-                e.name[: -len(suffix)] for e in entries if e.name.endswith(suffix)
-            )
-        where = f"dali.input_dir '{DALI['input_dir']}'"
+        require_path("dali.input_dir", DALI["input_dir"])
+    names, where = read_protein_names(DALI["protein_list"], DALI["input_dir"])
     bad = [name for name in names if not DALI_PROTEIN.fullmatch(name)]
     if bad:
         raise WorkflowError(
@@ -44,6 +45,12 @@ def dali_proteins():
     return names
 
 
+def dali_batches(wildcards):
+    """The batch states, known once the plan has run (re-evaluated after it runs)."""
+    plan = checkpoints.dali_plan.get().output.plan
+    return expand("results/dali/batches/batch-{batch}.json", batch=read_batch_ids(plan))
+
+
 def dali_targets():
     require_path("dali.input_dir", DALI["input_dir"], "directory")
     require_path("dali.template_dir", DALI["template_dir"], "directory")
@@ -54,8 +61,8 @@ def dali_targets():
             )
         require_path("dali.dali_pl", DALI["dali_pl"], "DaliLite dali.pl")
     dali_proteins()  # checks the names before any job
-    # Every protein's done marker comes in through the summary; the check fails naming the
-    # proteins that failed (and removes their markers, so that the next run redoes them).
+    # Every batch's state comes in through the summary; the check fails naming the proteins that
+    # failed (and removes their batches' states, so that the next run redoes those proteins).
     return [
         "results/dali/dali_summary.tsv",
         "results/dali/SUMMARY.txt",
@@ -71,36 +78,73 @@ rule dali_all:
         lambda wildcards: dali_targets(),
 
 
-rule dali_iterative:
+checkpoint dali_plan:
     input:
-        pdb=os.path.join(dali_path(DALI["input_dir"]), "{protein}.pdb"),
-        hits=os.path.join(dali_path(DALI["input_dir"]), "{protein}_hits4Dali"),
-    # One output, always written: a protein that fails records why in its marker and the job
-    # succeeds, because on SLURM proteins run in batches (group dali_batch) and a failed job fails
-    # its whole batch (snakemake/snakemake#2508). The DPAM hits file is written by the script,
-    # atomically, beside the marker and only on success.
+        # A directory's mtime changes when a file in it is created, renamed or removed: a new
+        # protein, a replaced template set. An input rewritten in place is not seen: run
+        # `--forcerun dali_plan` (proteins whose signature is unchanged are still skipped).
+        input_dir=dali_path(DALI["input_dir"]),
+        template_dir=dali_path(DALI["template_dir"]),
+        protein_list=[dali_path(DALI["protein_list"])] if DALI["protein_list"] else [],
     output:
-        done="results/dali/{protein}.iterativeDali.done",
+        plan="results/dali/plan/proteins.tsv",
     log:
-        "logs/dali/{protein}.log",
+        "logs/dali/plan.log",
     benchmark:
-        "benchmarks/dali/{protein}.tsv"
+        "benchmarks/dali/plan.tsv"
+    localrule: True
+    conda:
+        "../envs/dali.yaml"
+    params:
+        input_dir=os.path.abspath(DALI["input_dir"]),
+        template_dir=os.path.abspath(DALI["template_dir"]),
+        protein_list=(
+            os.path.abspath(DALI["protein_list"]) if DALI["protein_list"] else ""
+        ),
+        batch_dir="results/dali/plan/batches",
+        batch_size=DALI["batch_size"],
+        # what changes a protein's result besides its files: a change reruns its batch
+        settings={
+            key: DALI[key]
+            for key in (
+                "aligner",
+                "dali_pl",
+                "tmalign",
+                "min_tmscore",
+                "missing_template",
+            )
+        },
+    script:
+        "../scripts/dali/plan.py"
+
+
+rule dali_batch:
+    input:
+        # Written by the plan only when this batch's proteins or their inputs change.
+        manifest="results/dali/plan/batches/batch-{batch}.tsv",
+    output:
+        state="results/dali/batches/batch-{batch}.json",
+    log:
+        "logs/dali/batch-{batch}.log",
+    benchmark:
+        "benchmarks/dali/batch-{batch}.tsv"
     wildcard_constraints:
-        protein=SAFE_NAME,
+        batch=r"\d{3}",
     shadow:
         "minimal"
     conda:
         "../envs/dali.yaml"
-    threads: 1
+    threads: 4
     resources:
         # machine settings, overridden per profile (set-resources): 0 workers = min(4 x threads, 64)
         dali_workers=0,
         dali_aligner_timeout_s=600,
         dali_stale_scratch_s=3600,
-        mem_mb=2000,
+        mem_mb=4000,
         disk_mb=1000,  # a fixed value: the default sizes inputs, a stat per job at parse time
-        runtime=60,
+        runtime=240,
     params:
+        input_dir=os.path.abspath(DALI["input_dir"]),
         results_dir=os.path.abspath("results/dali"),
         template_dir=os.path.abspath(DALI["template_dir"]),
         aligner=DALI["aligner"],
@@ -109,14 +153,12 @@ rule dali_iterative:
         min_tmscore=DALI["min_tmscore"],
         missing_template=DALI["missing_template"],
     script:
-        "../scripts/dali/iterative_dali.py"
+        "../scripts/dali/batch.py"
 
 
 rule dali_summary:
     input:
-        done=lambda wildcards: expand(
-            "results/dali/{protein}.iterativeDali.done", protein=dali_proteins()
-        ),
+        states=dali_batches,
     output:
         table=report(
             "results/dali/dali_summary.tsv",
@@ -136,6 +178,9 @@ rule dali_summary:
 rule dali_check:
     input:
         table="results/dali/dali_summary.tsv",
+        # Also here, not only behind the summary: when the check removed a batch's state, Snakemake
+        # 9.27 did not rerun the batch behind the checkpoint-dependent summary.
+        states=dali_batches,
     output:
         "results/dali/dali_check.txt",
     log:

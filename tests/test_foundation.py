@@ -149,7 +149,7 @@ def test_dry_run_on_the_slurm_profile_plans_every_workflow_and_submits_nothing(t
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     env_path = f"{shims}{os.pathsep}{os.environ['PATH']}"
     proc = run_workflow(tmp_path, config, [], profile="slurm", extra=["-n"], path=env_path)
-    for rule in ("af3_discover", "rnaseq_quant", "trendy_convert", "llc_run_sampler", "dali_iterative"):
+    for rule in ("af3_discover", "rnaseq_quant", "trendy_convert", "llc_run_sampler", "dali_plan"):
         assert rule in proc.stdout, f"the dry run does not plan {rule}"
     # Read-only queries (the plugin reads `scontrol show config`) are fine; submissions are not.
     called = calls.read_text().splitlines() if calls.exists() else []

@@ -268,6 +268,8 @@ def llc_case(root: Path) -> Case:
 
 def dali_case(root: Path) -> Case:
     from dali import example_inputs
+    from dali.cache import cache_dir_for
+    from dali.scratch import CACHE_DIR_NAME, JOB_LOCK, WORK_DIRNAME, lock_is_held
 
     examples = root / "examples"
     example_inputs.make(examples)
@@ -291,21 +293,41 @@ def dali_case(root: Path) -> Case:
         "aligner": "dali",
         "dali_pl": str(REPO / "tests/dali/fake_dalilite/dali.pl"),
     }
+    # A template copy cut by a kill cannot be placed by timing a kill: build that state on
+    # purpose in the killed run's cache, a partial copy whose process is dead.
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+    cache = cache_dir_for(root.parent / "kill" / "scratch" / CACHE_DIR_NAME, examples / "ECOD70")
+    cache.mkdir(parents=True)
+    host = os.uname().nodename.replace(".", "_")
+    (cache / f".tmp.000000102.{host}.{dead}.cut0ff").write_text("ATOM      1  N   GLY A   1")
 
     def fingerprint(workdir: Path) -> dict:
-        # The hits files; the done markers carry the SLURM job id and the scratch path.
+        # The hits files, and the summary's columns that do not vary between runs (the markers and
+        # the other columns carry timings, hosts, SLURM job ids and whether a protein was reused).
         out = workdir / "results/dali"
-        return {
+        prints = {
             p.name: hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(out.glob("*_iterativdDali_hits"))
         }
+        table = out / "dali_summary.tsv"
+        if table.exists():
+            keep = ["protein", "status", "candidates", "hits", "candidates_with_hits", "aligner_calls"]
+            rows = [line.split("\t") for line in table.read_text().splitlines()]
+            index = [rows[0].index(column) for column in keep]
+            prints["dali_summary.tsv"] = [[row[i] for i in index] for row in rows[1:]]
+        return prints
 
     def failure_text(workdir: Path, head_log: str) -> str:
         return head_log + logs_text(workdir, "logs/dali/*.log")
 
     def at_work(workdir: Path, scratch: Path) -> bool:
-        """A protein's shadow directory exists: the job is aligning on scratch."""
-        return any((scratch / "shadow").glob("*/.dali-job.lock"))
+        """Every dali shadow directory holds its job lock and has a protein in flight (a candidate
+        directory under c/<protein>/): a kill now leaves a dead job's directory on scratch."""
+        shadow = scratch / "shadow"
+        dirs = [p for p in shadow.iterdir() if p.is_dir()] if shadow.is_dir() else []
+        return bool(dirs) and all(
+            lock_is_held(d / JOB_LOCK) and any((d / WORK_DIRNAME).glob("*/*")) for d in dirs
+        )
 
     return Case(
         "dali",
@@ -313,7 +335,11 @@ def dali_case(root: Path) -> Case:
         bad,
         fingerprint,
         failure_text,
+        disturb="dali_batch",
         at_work=at_work,
+        # 4 cores, not the profile's 16: the scenarios share the test cluster's CPUs (a pool of 16
+        # still runs the 3 proteins side by side)
+        extra=["--set-threads", "dali_batch=4"],
     )
 
 
@@ -460,7 +486,8 @@ def test_a_killed_head_process_resumes_with_rerun_incomplete(runs, workflow):
 
 
 def test_stale_scratch_is_cleaned_and_the_template_cache_holds_no_partial_file(runs):
-    """Scenario 4, on the dali run whose head and jobs were killed."""
+    """Scenario 4, on the dali run whose head and jobs were killed while every batch job held its
+    lock with a protein in flight (and with a template copy cut by a dead process in its cache)."""
     case, result = runs[0]["dali"], outcome(runs, "dali", "kill")
     assert result.seen["left_on_scratch"], "the killed dali jobs left no shadow directory to clean"
     scratch = result.workdir.parent / "scratch"
@@ -472,6 +499,9 @@ def test_stale_scratch_is_cleaned_and_the_template_cache_holds_no_partial_file(r
     for template in templates:
         source = Path(case.config["dali"]["template_dir"]) / template.name
         assert template.read_bytes() == source.read_bytes(), template
+    # the rerun resumed the batch: proteins finished before the kill were not aligned again
+    logs = logs_text(result.workdir, "logs/dali/batch-*.log")
+    assert re.search(r"batch \d{3}: 3 proteins, \d done before \(skipped\)", logs), logs
 
 
 def walltime_run(tmp_path: Path) -> Outcome:

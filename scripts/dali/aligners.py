@@ -14,10 +14,13 @@ sequential, plus the score, the lengths and the superposition of the template on
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import run_command
+from common import CommandError, run_command
 
 # Names inside the per-candidate directory: short and relative, because DaliLite's Fortran keeps
 # paths in character*80 and locks its working directory.
@@ -176,6 +179,41 @@ def parse_tmalign_output(text: str, matrix_text: str) -> Alignment:
     )
 
 
+# --------------------------------------------------------------------------- failures
+
+# Lines that say why an aligner died, wherever they are in its output (gfortran prints its runtime
+# error first and a backtrace after it, so the last lines alone miss the cause).
+CAUSES = re.compile(
+    r"End of file|Fortran runtime error|Floating[- ]point exception|SIGFPE|SIGSEGV|Segmentation fault|"
+    r"Killed|Cannot allocate|out of memory|No such file|Permission denied|Bad value|Error|error",
+)
+
+
+def explain_failure(result: subprocess.CompletedProcess) -> str:
+    """One message for a failed aligner call: the command, how it ended (a signal by name), the
+    lines that give the cause, and the last lines of its output."""
+    code = result.returncode
+    if code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    elif code > 128:
+        try:
+            how = f"exited {code} ({signal.Signals(code - 128).name})"
+        except ValueError:
+            how = f"exited {code}"
+    else:
+        how = f"exited {code}"
+    lines = [
+        line.strip() for line in f"{result.stderr or ''}\n{result.stdout or ''}".splitlines() if line.strip()
+    ]
+    causes = list(dict.fromkeys(line for line in lines if CAUSES.search(line)))[:3]
+    tail = [line for line in lines[-3:] if line not in causes]
+    detail = "; ".join(causes + tail) or "no output"
+    return f"{Path(result.args[0]).name} {how}: {detail} (command: {' '.join(map(str, result.args))})"
+
+
 # --------------------------------------------------------------------------- the aligner a run uses
 
 
@@ -207,9 +245,12 @@ class Aligner:
     def align(self, run_dir: Path) -> Alignment | None:
         """Run one alignment in ``run_dir`` (which holds nothing else); ``None`` means no hit.
 
-        A non-zero exit or a timeout raises :class:`common.CommandError`.
+        A non-zero exit or a timeout raises :class:`common.CommandError`; the message says the cause
+        (a signal by name, the first line of the output that explains it), not only the last lines.
         """
-        result = run_command(self.command(), timeout=self.timeout, cwd=run_dir)
+        result = run_command(self.command(), timeout=self.timeout, cwd=run_dir, check=False)
+        if result.returncode != 0:
+            raise CommandError(explain_failure(result))
         if self.kind == "dali":
             outputs = sorted(run_dir.glob("mol*.txt"))
             if not outputs:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
 from common import content_hash
+
+from dali.pdb import check_template
 
 
 class TemplateMissingError(FileNotFoundError):
@@ -46,10 +49,13 @@ class TemplateCache:
         if cached.exists():
             return cached, True
         source = self.template_dir / f"{uid}.pdb"
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp.{uid}.", dir=self.dir)
+        # host and pid in the name: the cleaner can tell a copy cut by a kill from one in progress
+        host = socket.gethostname().replace(".", "_")
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp.{uid}.{host}.{os.getpid()}.", dir=self.dir)
         try:
             with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+            check_template(tmp, uid)  # only checked templates enter the cache: a hit needs no check
             os.chmod(tmp, 0o644)
             os.replace(tmp, cached)
         except FileNotFoundError:

@@ -11,16 +11,65 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import atomic_open  # noqa: E402
 
-THESEUS = Path("/usr/share/doc/theseus/examples")
-MUSTANG = Path("/usr/share/doc/mustang-testdata/examples/pdbs")
+# Where Debian installs the structures. Slim images drop /usr/share/doc (a dpkg path-exclude), while
+# dpkg still lists the packages as installed: then they are taken from the packages themselves.
+PACKAGE_DIRS = {
+    "theseus-examples": "usr/share/doc/theseus/examples",
+    "mustang-testdata": "usr/share/doc/mustang-testdata/examples/pdbs",
+}
+ROOT = Path("/")
+# where a package unpacked by `apt-get download` + `dpkg-deb -x` is kept between runs
+UNPACKED = Path(os.environ.get("HPCPIPE_DEBIAN_DATA", Path.home() / ".cache" / "hpcpipe" / "debian"))
+
+
+class StructuresMissing(FileNotFoundError):
+    """The Debian package that holds the example structures is not on this machine; names it."""
+
+
+def unpack_package(package: str, into: Path) -> None:
+    """Fetch ``package``'s .deb with apt-get (no root needed) and unpack it under ``into``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["apt-get", "download", package], cwd=tmp, check=True, capture_output=True, text=True)
+        (deb,) = Path(tmp).glob(f"{package}_*.deb")
+        partial = Path(tempfile.mkdtemp(prefix=f".{package}.", dir=into.parent))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(partial)], check=True, capture_output=True, text=True)
+        os.replace(partial, into)
+
+
+@functools.cache
+def package_dir(package: str, fetch=unpack_package) -> Path:
+    """The directory of ``package``'s structures: as installed, or unpacked from the package (fetched
+    with ``fetch`` once, kept under ``UNPACKED``); raise :class:`StructuresMissing` naming it."""
+    installed = ROOT / PACKAGE_DIRS[package]
+    if installed.is_dir():
+        return installed
+    unpacked = UNPACKED / package
+    if not (unpacked / PACKAGE_DIRS[package]).is_dir():
+        unpacked.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fetch(package, unpacked)
+        except (OSError, subprocess.CalledProcessError, ValueError) as err:
+            detail = getattr(err, "stderr", "") or err
+            raise StructuresMissing(
+                f"the dali examples need the structures of Debian package {package} in {installed}, which "
+                f"is missing (not installed, or dropped by a dpkg path-exclude of /usr/share/doc as in slim "
+                f"images, while dpkg still lists it), and unpacking it from the package failed: {detail}. "
+                f"Run: apt-get download {package} && dpkg-deb -x {package}_*.deb {unpacked}"
+            ) from None
+    return unpacked / PACKAGE_DIRS[package]
+
 
 CYTOCHROMES = ["d1cih__", "d1crj__", "d1csu__", "d1csx__", "d1kyow_", "d1lfma_", "d1m60a_", "d1yeb__"]
 DEHYDROGENASES = ["1a5z_A", "1bdm_A", "1ceq_A", "1ez4_A"]
@@ -30,10 +79,10 @@ ZINC_FINGERS = ["1zaa1", "2drp1", "1sp1"]
 def source_file(name: str) -> Path:
     """The Debian file of a named domain or chain."""
     if name.startswith("d1") or name.startswith("d2"):
-        return THESEUS / "cytochromes" / f"{name}.pdb.gz"
+        return package_dir("theseus-examples") / "cytochromes" / f"{name}.pdb.gz"
     if "_" in name:
-        return THESEUS / "ldh" / f"{name}.pdb.gz"
-    return MUSTANG / f"{name}.pdb"
+        return package_dir("theseus-examples") / "ldh" / f"{name}.pdb.gz"
+    return package_dir("mustang-testdata") / f"{name}.pdb"
 
 
 def load_domain(path: Path) -> list[str]:

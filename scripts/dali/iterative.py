@@ -80,7 +80,13 @@ class CandidateResult:
 
 
 def align_candidate(
-    uid: str, query_lines: list[str], cache: TemplateCache, aligner: Aligner, base: Path, skip_missing: bool
+    uid: str,
+    query_lines: list[str],
+    cache: TemplateCache,
+    aligner: Aligner,
+    base: Path,
+    skip_missing: bool,
+    copy_template: bool = False,
 ) -> CandidateResult:
     """Run the iterative loop of one candidate in ``base/<uid>/``; remove that directory afterwards."""
     start = time.monotonic()
@@ -95,7 +101,10 @@ def align_candidate(
     workdir = base / uid
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    (workdir / TEMPLATE_FILE).symlink_to(template)
+    if copy_template:  # dpam_c2 copies it beside the query (and some filesystems refuse symlinks)
+        shutil.copyfile(template, workdir / TEMPLATE_FILE)
+    else:
+        (workdir / TEMPLATE_FILE).symlink_to(template)
     remaining = set(residue_numbers(query_lines))
     try:
         while True:
@@ -164,6 +173,7 @@ def run_protein(
     workdir: Path,
     cache_root: Path,
     skip_missing_templates: bool = False,
+    copy_templates: bool = False,
 ) -> tuple[str, dict]:
     """Run every candidate of one protein; return the ``_iterativdDali_hits`` text and statistics.
 
@@ -171,7 +181,8 @@ def run_protein(
     """
     start = time.monotonic()
     try:
-        lines = read_atom_lines(query_pdb)
+        notes: list[str] = []
+        lines = read_atom_lines(query_pdb, notes)
         check_query(query_pdb, lines, aligner.kind)
     except (OSError, ValueError) as err:
         raise ProteinError(str(err)) from None
@@ -180,9 +191,13 @@ def run_protein(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, CandidateResult] = {}
-    if uids:
-        n_workers = max(1, min(workers, len(uids)))
-        args = [(uid, lines, cache, aligner, workdir, skip_missing_templates) for uid in uids]
+    n_workers = max(1, min(workers, len(uids)))
+    args = [(uid, lines, cache, aligner, workdir, skip_missing_templates, copy_templates) for uid in uids]
+    if n_workers == 1:  # inside a batch's pool: one candidate after the other, no pool of its own
+        for a in args:
+            result = _align_candidate_or_explain(*a)
+            results[result.uid] = result
+    elif uids:
         # fork: workers start fast and need nothing re-imported; a worker killed by the OOM killer
         # raises BrokenProcessPool in the futures instead of hanging the job.
         with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -210,6 +225,7 @@ def run_protein(
         "cache_hits": sum(1 for r in fetched if r.cache_hit),
         "cache_misses": sum(1 for r in fetched if not r.cache_hit),
         "missing_templates": [r.uid for r in ordered if r.missing],
+        "notes": notes,
         "workers": max(1, min(workers, len(uids))) if uids else 0,
         "seconds": round(time.monotonic() - start, 3),
         "host": socket.gethostname(),

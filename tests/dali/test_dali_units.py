@@ -186,10 +186,11 @@ def test_hits_file_block_format(examples, shadow):
 def test_template_cache_hits_second_time_and_is_atomic(tmp_path):
     source = tmp_path / "ECOD70"
     source.mkdir()
-    (source / "000000001.pdb").write_text("ATOM\n")
+    atom = "ATOM      1  CA  GLY A   1       1.000   2.000   3.000  1.00  0.00           C\n"
+    (source / "000000001.pdb").write_text(atom)
     cache = TemplateCache(tmp_path / "cache", source)
     path, hit = cache.fetch("000000001")
-    assert not hit and path.read_text() == "ATOM\n"
+    assert not hit and path.read_text() == atom
     assert cache.fetch("000000001") == (path, True)
     assert [p.name for p in cache.dir.iterdir()] == ["000000001.pdb"]  # no temporary left
     with pytest.raises(TemplateMissingError, match="000000002"):
@@ -323,3 +324,33 @@ def test_crashing_worker_process_does_not_hang(examples, shadow, tmp_path):
 
 def test_command_error_is_the_shared_one():
     assert issubclass(CommandError, RuntimeError)
+
+
+def test_examples_without_debian_doc_dirs_unpack_the_package_or_name_it(tmp_path, monkeypatch):
+    """Slim images drop /usr/share/doc while dpkg still lists the package as installed."""
+    real = {p: example_inputs.ROOT / d for p, d in example_inputs.PACKAGE_DIRS.items()}
+    monkeypatch.setattr(example_inputs, "ROOT", tmp_path / "slim-root")
+    monkeypatch.setattr(example_inputs, "UNPACKED", tmp_path / "unpacked")
+    example_inputs.package_dir.cache_clear()
+
+    def no_network(package, into):
+        raise OSError("apt-get: Temporary failure resolving the archive")
+
+    with pytest.raises(example_inputs.StructuresMissing, match="Debian package theseus-examples") as err:
+        example_inputs.package_dir("theseus-examples", fetch=no_network)
+    assert "apt-get download theseus-examples && dpkg-deb -x" in str(err.value)
+
+    def unpack_from_this_machine(package, into):  # what `dpkg-deb -x` leaves
+        import shutil
+
+        shutil.copytree(real[package], into / example_inputs.PACKAGE_DIRS[package])
+
+    for package in real:
+        found = example_inputs.package_dir(package, fetch=unpack_from_this_machine)
+        assert found == tmp_path / "unpacked" / package / example_inputs.PACKAGE_DIRS[package]
+    # the generator then reads the unpacked structures (the cache answers for these packages now)
+    made = example_inputs.make_templates(tmp_path / "ECOD70", ["d1cih__", "1a5z_A", "1zaa1"])
+    assert sorted(p.name for p in (tmp_path / "ECOD70").iterdir()) == sorted(
+        f"{u}.pdb" for u in made.values()
+    )
+    example_inputs.package_dir.cache_clear()

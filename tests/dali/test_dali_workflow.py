@@ -1,12 +1,15 @@
 """End-to-end runs of the dali workflow: local profile, SLURM profile, and bad inputs."""
 
 import json
+import os
 import re
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from conftest import SLURM_QUICK, run_workflow
+from conftest import SLURM_QUICK, run_workflow, snakemake_command, snakemake_env
 from dali import example_inputs
 
 FAKE_DALI = Path(__file__).parent / "fake_dalilite" / "dali.pl"
@@ -81,13 +84,16 @@ def test_one_bad_protein_fails_alone(examples, tmp_path):
     assert proc.returncode != 0
     assert (tmp_path / "work/results/dali" / f"{good}_iterativdDali_hits").exists()
     assert not (tmp_path / "work/results/dali" / f"{bad}_iterativdDali_hits").exists()
-    log = (tmp_path / "work/logs/dali" / f"{bad}.log").read_text()
-    assert "no chain identifier" in log and f"{bad}.pdb" in log
-    # the failure reaches the terminal, the table says why, and the next run will redo the protein
+    log = (tmp_path / "work/logs/dali/batch-000.log").read_text()
+    assert f"protein {bad} failed" in log and "no chain identifier" in log and f"{bad}.pdb" in log
+    # the failure reaches the terminal, the table and the marker say why, and the next run will
+    # run the batch again (its state is removed)
     assert f"protein {bad} failed" in proc.stdout and "no chain identifier" in proc.stdout
     table = (tmp_path / "work/results/dali/dali_summary.tsv").read_text()
     assert f"{bad}\tfailed\t" in table and f"{good}\tok\t" in table
-    assert not (tmp_path / "work/results/dali" / f"{bad}.iterativeDali.done").exists()
+    marker = json.loads((tmp_path / "work/results/dali" / f"{bad}.iterativeDali.done").read_text())
+    assert marker["status"] == "failed" and "no chain identifier" in marker["error"]
+    assert not (tmp_path / "work/results/dali/batches/batch-000.json").exists()
     # fixed input: the rerun redoes only the bad protein and the run ends clean
     (inputs / f"{bad}.pdb").write_bytes((examples / "inputs" / f"{good}.pdb").read_bytes())
     good_hits = tmp_path / "work/results/dali" / f"{good}_iterativdDali_hits"
@@ -95,6 +101,7 @@ def test_one_bad_protein_fails_alone(examples, tmp_path):
     run_workflow(tmp_path / "work", config, ["dali_all"], extra=["--shadow-prefix", str(tmp_path / "s")])
     assert (tmp_path / "work/results/dali" / f"{bad}_iterativdDali_hits").exists()
     assert good_hits.stat().st_mtime_ns == before
+    assert "1 done before (skipped), 1 to run" in (tmp_path / "work/logs/dali/batch-000.log").read_text()
     assert (tmp_path / "work/results/dali/dali_check.txt").exists()
 
 
@@ -143,7 +150,7 @@ def test_slurm_and_local_give_the_same_bytes_with_scratch_on_the_node(
     for protein in proteins:
         done = json.loads((tmp_path / "slurm/results/dali" / f"{protein}.iterativeDali.done").read_text())
         assert done["slurm_job_id"] in job_ids
-    # both proteins shared one submission (group dali_batch)
+    # both proteins shared one submission (one batch)
     assert len(job_ids) == 1
     show = subprocess.run(["scontrol", "show", "job", job_ids.pop()], capture_output=True, text=True).stdout
     assert "hpcpipe" in show and str(tmp_path / "slurm") in show
@@ -152,3 +159,64 @@ def test_slurm_and_local_give_the_same_bytes_with_scratch_on_the_node(
         assert dirs and all(d.startswith(str(scratch / "shadow") + "/") for d in dirs)
     assert list((scratch / "shadow").iterdir()) == []
     assert not list((tmp_path / "slurm").rglob("*.dccp"))
+
+
+def test_the_default_aligner_tmalign_runs_through_snakemake(examples, tmp_path):
+    """aligner: tmalign (the default) end to end: TM-scores in DPAM's format, one hit per domain at least."""
+    proteins = list(example_inputs.QUERIES)
+    config = dali_config(examples, proteins, aligner="tmalign", dali_pl="")
+    run_workflow(tmp_path / "work", config, ["dali_all"], extra=["--shadow-prefix", str(tmp_path / "s")])
+    out = tmp_path / "work/results/dali"
+    for protein in proteins:
+        headers = [
+            line.split("\t") for line in (out / f"{protein}_iterativdDali_hits").read_text().splitlines()
+        ]
+        headers = [h for h in headers if h[0].startswith(">")]
+        assert len(headers) >= 2, protein
+        assert all(h[1].startswith("TM=") and float(h[1][3:]) >= 0.5 for h in headers)
+        done = json.loads((out / f"{protein}.iterativeDali.done").read_text())
+        assert done["aligner"] == "tmalign" and done["status"] == "ok" and done["hits"] == len(headers)
+    assert (out / "dali_check.txt").read_text().startswith(f"{len(proteins)} proteins")
+
+
+def test_a_killed_batch_resumes_and_redoes_only_the_proteins_in_flight(examples, tmp_path, monkeypatch):
+    """SIGKILL to the whole run (head, job, protein processes) once a protein is done; the rerun
+    skips the proteins whose markers were written and aligns only the others."""
+    proteins = list(example_inputs.QUERIES)
+    work, scratch, results = tmp_path / "work", tmp_path / "scratch", tmp_path / "work/results/dali"
+    monkeypatch.setenv("FAKE_DALI_DELAY", "0.5")
+    monkeypatch.setenv("FAKE_DALI_LOG", str(tmp_path / "calls-killed.log"))
+    config = dali_config(examples, proteins)
+    one_at_a_time = ["--shadow-prefix", str(scratch), "--set-resources", "dali_batch:dali_workers=1"]
+    cmd = snakemake_command(work, config, ["dali_all"], extra=one_at_a_time)
+    head = subprocess.Popen(
+        cmd,
+        cwd=work,
+        env=snakemake_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list(results.glob("*.iterativeDali.done")):  # the state: one protein finished
+        assert head.poll() is None, "the run ended before a protein finished"
+        assert time.monotonic() < deadline, "no protein finished within 300 s"
+        time.sleep(0.1)
+    os.killpg(head.pid, signal.SIGKILL)
+    head.wait()
+    finished = {p.name.removesuffix(".iterativeDali.done") for p in results.glob("*.iterativeDali.done")}
+    assert 1 <= len(finished) < len(proteins)
+    mtimes = {p: (results / f"{p}_iterativdDali_hits").stat().st_mtime_ns for p in finished}
+    assert list((scratch / "shadow").iterdir()), "the killed job left its shadow directory"
+
+    monkeypatch.setenv("FAKE_DALI_LOG", str(tmp_path / "calls-rerun.log"))
+    run_workflow(work, config, ["dali_all"], extra=["--unlock"])
+    run_workflow(work, config, ["dali_all"], extra=one_at_a_time)
+    rerun_dirs = aligner_dirs(tmp_path / "calls-rerun.log")
+    aligned = {Path(d).parts[-3] for d in rerun_dirs}  # <shadow>/c/<protein>/<uid>/run
+    assert aligned == set(proteins) - finished
+    assert all((results / f"{p}_iterativdDali_hits").stat().st_mtime_ns == mtimes[p] for p in finished)
+    log = (work / "logs/dali/batch-000.log").read_text()
+    assert f"{len(proteins)} proteins, {len(finished)} done before (skipped)" in log
+    assert list((scratch / "shadow").iterdir()) == []  # the dead job's directory was cleaned
+    assert (results / "dali_check.txt").exists()
