@@ -102,6 +102,9 @@ rule trendy_convert:
         slab_mb=TRENDY["slab_mb"],
         compression_level=TRENDY["compression_level"],
         ilamb_check=TRENDY["ilamb_check"],
+        missing_calendar=lambda wildcards: TRENDY["missing_calendar_by_model"].get(
+            wildcards.model, TRENDY["missing_calendar"]
+        ),
     script:
         "../scripts/trendy/convert.py"
 

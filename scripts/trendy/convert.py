@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import netCDF4
 import numpy as np
+from cf_units import Unit
 from common import atomic_path, file_digest, setup_logging, write_json
 
 from trendy import CONVERTER_VERSION
@@ -30,7 +32,7 @@ from trendy.timeaxis import (
     decode_time,
     time_units_attribute,
 )
-from trendy.units import clean_unit, unit_converter
+from trendy.units import UnitError, clean_unit, unit_converter
 
 log = logging.getLogger("hpcpipe.trendy")
 FILL_VALUE = np.float32(1e20)
@@ -166,8 +168,8 @@ def plan_grid(lat: np.ndarray, lon: np.ndarray) -> Grid:
     return grid
 
 
-def read_time_axis(dataset: netCDF4.Dataset, time_dim: str) -> TimeAxis:
-    """Decode the source time coordinate (with its bounds when present)."""
+def read_time_axis(dataset: netCDF4.Dataset, time_dim: str, missing_calendar: str = "standard") -> TimeAxis:
+    """Decode the source time coordinate (with its bounds when present); see :func:`decode_time`."""
     if time_dim not in dataset.variables:
         raise TimeAxisError(f"time dimension {time_dim!r} has no coordinate variable")
     tvar = dataset.variables[time_dim]
@@ -183,13 +185,30 @@ def read_time_axis(dataset: netCDF4.Dataset, time_dim: str) -> TimeAxis:
             bounds = bvar[:]
             break
     values = np.asarray(tvar[:], dtype=np.float64)
-    return decode_time(values, units, calendar, bounds)
+    return decode_time(values, units, calendar, bounds, missing_calendar=missing_calendar)
 
 
 def slab_steps(n_lat: int, n_lon: int, extra: int, slab_mb: float) -> int:
     """Time steps per slab so that one float64 slab stays near ``slab_mb`` (memory is flat in file length)."""
     per_step = n_lat * n_lon * max(extra, 1) * 8
     return max(1, int(slab_mb * 1e6 // per_step))
+
+
+def is_flux(units: str) -> bool:
+    """True for a unit per time (``kg m-2 s-1``, ``W m-2``): a monthly value is a mean over the month."""
+    return bool(re.search(r"(^|\.)s-\d", Unit(units).definition))
+
+
+def source_unit(name: str, raw: str | None, target: str, aliases: dict | None, warnings: list[str]) -> str:
+    """The cleaned source unit; a missing ``units`` attribute is an error unless the target is dimensionless."""
+    if raw is None:
+        if Unit(target).is_dimensionless():
+            warnings.append(f"variable {name!r} has no units attribute: read as dimensionless ('1')")
+            return "1"
+        raise UnitError(
+            f"variable {name!r} has no units attribute (expected a unit convertible to {target!r})"
+        )
+    return clean_unit((aliases or {}).get(raw.strip(), raw))
 
 
 def unit_attribute(variable: netCDF4.Variable) -> str | None:
@@ -264,11 +283,14 @@ def convert_file(
     slab_mb: float = 32.0,
     compression_level: int = 1,
     ilamb_check: bool = True,
+    missing_calendar: str = "standard",
 ) -> dict:
     """Convert ``source`` into ``output`` atomically and return what was done (for the report).
 
-    Raises :class:`ConversionError`, :class:`UnitError` or :class:`TimeAxisError` (or the NetCDF
-    library's error for an unreadable file) without leaving ``output`` behind.
+    ``missing_calendar`` is the calendar a time axis without one is read in (a warning in
+    ``info["warnings"]`` says so). Raises :class:`ConversionError`, :class:`UnitError` or
+    :class:`TimeAxisError` (or the NetCDF library's error for an unreadable file) without leaving
+    ``output`` behind; a variable whose every value is missing is an error too.
     """
     source, output = Path(source), Path(output)
     info: dict = {"source": str(source), "output": str(output)}
@@ -291,7 +313,7 @@ def convert_file(
                 f"variable {variable.name!r} has extra dimensions {extra_sized}; "
                 "set extra_dims: sum for this variable in the config to add them up"
             )
-        axis = read_time_axis(dataset, time_dim)
+        axis = read_time_axis(dataset, time_dim, missing_calendar)
         if axis.years.size != len(dataset.dimensions[time_dim]):
             raise TimeAxisError("time coordinate and time dimension differ in length")
         grid = plan_grid(
@@ -299,9 +321,9 @@ def convert_file(
             coordinate_values(dataset, lon_dim, ("lon", "nav_lon")),
         )
         raw_units = unit_attribute(variable)
-        aliased = (unit_aliases or {}).get((raw_units or "").strip(), raw_units)
-        source_units = clean_unit(aliased)
-        convert, how = unit_converter(source_units, spec.units)
+        warnings = list(axis.warnings)
+        source_units = source_unit(variable.name, raw_units, spec.units, unit_aliases, warnings)
+        convert, how = unit_converter(source_units, spec.units, axis.step, axis.calendar)
         info.update(
             variable=variable.name,
             units_from=raw_units if raw_units is not None else "",
@@ -309,7 +331,8 @@ def convert_file(
             units_to=spec.units,
             unit_conversion=how,
             time_units=axis.source_units,
-            calendar=axis.source_calendar,
+            calendar=axis.source_calendar or f"{axis.calendar} (assumed: none in file)",
+            warnings="; ".join(warnings),
             time_step=axis.step,
             time_start=axis.span()[0],
             time_end=axis.span()[1],
@@ -338,6 +361,8 @@ def convert_file(
             attrs = {"units": spec.units, "long_name": spec.long_name or spec.ilamb_name}
             if spec.standard_name:
                 attrs["standard_name"] = spec.standard_name
+            if is_flux(spec.units):
+                attrs["cell_methods"] = "time: mean"
             data.setncatts(attrs)
             out.setncatts(
                 {
@@ -365,6 +390,7 @@ def convert_file(
                 grid.lon_order, np.arange(grid.lon.size)
             )
             reorder = None if identity else (slice(None), grid.lat_order[:, None], grid.lon_order[None, :])
+            n_valid = 0
             for start in range(0, axis.years.size, steps_per_slab):
                 stop = min(start + steps_per_slab, axis.years.size)
                 index = [slice(None)] * variable.ndim
@@ -387,7 +413,13 @@ def convert_file(
                 del values
                 mask |= ~np.isfinite(converted)
                 converted[mask] = FILL_VALUE
+                n_valid += int(mask.size - np.count_nonzero(mask))
                 data[start:stop] = converted.astype(np.float32)
+            if n_valid == 0:
+                raise ConversionError(
+                    f"every value of {variable.name!r} is missing (NaN, fill or masked): nothing to publish"
+                )
+            info["valid_values"] = n_valid
         if ilamb_check:
             began = time.perf_counter()
             info["ilamb_check"] = check_with_ilamb(tmp, spec, axis)
@@ -487,4 +519,5 @@ if "snakemake" in globals():
         slab_mb=snakemake.params.slab_mb,
         compression_level=snakemake.params.compression_level,
         ilamb_check=snakemake.params.ilamb_check,
+        missing_calendar=snakemake.params.missing_calendar,
     )

@@ -14,6 +14,7 @@ COLUMNS = [
     "ilamb_variable",
     "status",
     "error",
+    "warnings",
     "time_start",
     "time_end",
     "time_step",
@@ -57,6 +58,8 @@ def summary_lines(table: pd.DataFrame, table_path: str, models_dir: str) -> list
     ]
     for _, row in failed.iterrows():
         lines.append(f"FAILED {row['model']} {row['simulation']} {row['variable']}: {row['error']}")
+    for _, row in table[table["warnings"].fillna("") != ""].iterrows():
+        lines.append(f"WARNING {row['model']} {row['simulation']} {row['variable']}: {row['warnings']}")
     return lines
 
 
