@@ -3,10 +3,13 @@
 #   trendy_convert  one source file -> staging dir with <ilamb name>.nc and status.json;
 #                   a bad input is recorded there and the job still succeeds
 #   trendy_publish  staged file -> MODELS/<model>_<Sx>/<ilamb name>.nc; fails for a bad input
-#   trendy_report   every status.json -> conversions.tsv (failed files too), SUMMARY.txt
+#   trendy_report   (checkpoint) every status.json and every input that got no job (missing
+#                   model, dangling symlink, case clash, no land fraction) -> conversions.tsv
+#   trendy_ilamb    ilamb-run over every published model run (when trendy.ilamb.config is set)
+#   trendy_check    fails the run naming every failed row and every model ILAMB dropped
 import functools
 
-from trendy.inventory import duplicate_outputs, find_sources
+from trendy.inventory import drop_duplicate_outputs, survey
 
 TRENDY = config["trendy"]
 TRENDY_RESULTS = "results/trendy"
@@ -14,12 +17,14 @@ TRENDY_MODELS = f"{TRENDY_RESULTS}/MODELS"
 
 
 @functools.cache
-def trendy_sources():
-    """(model, simulation, variable) -> source file; lists only the configured directories."""
+def trendy_inventory():
+    """(sources, problems): (model, simulation, variable) -> source file, and the inputs that
+    get no job with the reason (rows of the report). Lists only the configured directories.
+    """
     require_path("trendy.root", TRENDY["root"], kind="directory")
     if not TRENDY.get("variables"):
         raise WorkflowError("config key 'trendy.variables': no variables configured")
-    sources = find_sources(
+    sources, problems = survey(
         TRENDY["root"],
         TRENDY["models"],
         TRENDY["simulations"],
@@ -29,12 +34,38 @@ def trendy_sources():
     ilamb_names = {
         name: entry["ilamb_name"] for name, entry in TRENDY["variables"].items()
     }
-    clashes = duplicate_outputs(sources, ilamb_names)
-    if clashes:
-        raise WorkflowError(
-            "trendy: two inputs map to one output:\n  " + "\n  ".join(clashes)
-        )
-    return sources
+    sources, clashes = drop_duplicate_outputs(sources, ilamb_names)
+    return sources, tuple(problems + clashes)
+
+
+def trendy_sources():
+    return trendy_inventory()[0]
+
+
+def trendy_static_fields():
+    """ILAMB name of each static field -> the TRENDY file names that provide it."""
+    fields = {}
+    for name, entry in TRENDY["variables"].items():
+        if entry.get("static"):
+            fields.setdefault(entry["ilamb_name"], []).append(name)
+    return fields
+
+
+def trendy_ilamb_enabled():
+    if not TRENDY["ilamb"].get("config"):
+        return False
+    require_path("trendy.ilamb.config", TRENDY["ilamb"]["config"], kind="file")
+    return True
+
+
+def trendy_published_ok(wildcards):
+    """The published files of every conversion that succeeded (known once the report is written)."""
+    import csv
+
+    table = checkpoints.trendy_report.get().output.table
+    with open(table) as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return [row["output"] for row in rows if row["status"] == "ok"]
 
 
 def trendy_source(wildcards):
@@ -68,6 +99,7 @@ def trendy_targets():
         f"{TRENDY_RESULTS}/SUMMARY.txt",
         f"{TRENDY_RESULTS}/conversions.tsv",
         *outputs,
+        f"{TRENDY_RESULTS}/check.txt",
     ]
 
 
@@ -127,7 +159,7 @@ rule trendy_publish:
         "../scripts/trendy/publish.py"
 
 
-rule trendy_report:
+checkpoint trendy_report:
     input:
         stages=lambda wildcards: [trendy_stage(*key) for key in trendy_sources()],
     output:
@@ -144,5 +176,49 @@ rule trendy_report:
         "../envs/trendy.yaml"
     params:
         models_dir=TRENDY_MODELS,
+        problems=lambda wildcards: [p.row() for p in trendy_inventory()[1]],
+        static_fields=lambda wildcards: trendy_static_fields(),
     script:
         "../scripts/trendy/report.py"
+
+
+rule trendy_ilamb:
+    input:
+        table=f"{TRENDY_RESULTS}/conversions.tsv",
+        published=trendy_published_ok,
+        benchmarks=TRENDY["ilamb"]["config"] or [],
+    output:
+        scores=f"{TRENDY_RESULTS}/ilamb/scores.tsv",
+        models=f"{TRENDY_RESULTS}/ilamb/models.tsv",
+        setup=f"{TRENDY_RESULTS}/ilamb/model_setup.txt",
+        build=directory(f"{TRENDY_RESULTS}/ilamb/build"),
+    log:
+        "logs/trendy/ilamb.log",
+    benchmark:
+        "benchmarks/trendy/ilamb.tsv"
+    conda:
+        "../envs/trendy.yaml"
+    params:
+        models_dir=TRENDY_MODELS,
+        data_root=TRENDY["ilamb"].get("data_root", ""),
+        skip_plots=TRENDY["ilamb"]["skip_plots"],
+        timeout_s=TRENDY["ilamb"]["timeout_s"],
+    script:
+        "../scripts/trendy/ilamb_run.py"
+
+
+rule trendy_check:
+    input:
+        table=f"{TRENDY_RESULTS}/conversions.tsv",
+        ilamb_models=(
+            f"{TRENDY_RESULTS}/ilamb/models.tsv" if trendy_ilamb_enabled() else []
+        ),
+    output:
+        f"{TRENDY_RESULTS}/check.txt",
+    log:
+        "logs/trendy/check.log",
+    localrule: True
+    conda:
+        "../envs/trendy.yaml"
+    script:
+        "../scripts/trendy/check.py"

@@ -55,6 +55,7 @@ class VariableSpec:
     long_name: str = ""
     extra_dims: str = "error"  # or "sum": add up layers / pools (e.g. soil layers of mrso)
     source_names: list[str] = field(default_factory=list)
+    static: bool = False  # a (lat, lon) field without time: land fraction, cell area
 
 
 @dataclass
@@ -244,12 +245,25 @@ def opened_source(source: Path, scratch_dir: Path):
             yield dataset
 
 
-def write_axes(out: netCDF4.Dataset, axis: TimeAxis, grid: Grid) -> None:
-    """Coordinates and bounds in the form ILAMB reads without guessing."""
-    out.createDimension("time", axis.years.size)
+def write_axes(out: netCDF4.Dataset, axis: TimeAxis | None, grid: Grid) -> None:
+    """Coordinates and bounds in the form ILAMB reads without guessing (no time for a static field)."""
     out.createDimension("lat", grid.lat.size)
     out.createDimension("lon", grid.lon.size)
     out.createDimension("nb", 2)
+    if axis is not None:
+        write_time(out, axis)
+    for name, values, limit, attrs in [
+        ("lat", grid.lat_out, 90.0, {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}),
+        ("lon", grid.lon_out, 180.0, {"units": "degrees_east", "standard_name": "longitude", "axis": "X"}),
+    ]:
+        var = out.createVariable(name, "f8", (name,))
+        var.setncatts({**attrs, "long_name": attrs["standard_name"], "bounds": f"{name}_bnds"})
+        var[:] = values
+        out.createVariable(f"{name}_bnds", "f8", (name, "nb"))[:] = cell_bounds(values, limit)
+
+
+def write_time(out: netCDF4.Dataset, axis: TimeAxis) -> None:
+    out.createDimension("time", axis.years.size)
     time_var = out.createVariable("time", "f8", ("time",))
     time_var.setncatts(
         {
@@ -263,14 +277,6 @@ def write_axes(out: netCDF4.Dataset, axis: TimeAxis, grid: Grid) -> None:
     )
     time_var[:] = axis.values
     out.createVariable("time_bounds", "f8", ("time", "nb"))[:] = axis.bounds
-    for name, values, limit, attrs in [
-        ("lat", grid.lat_out, 90.0, {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}),
-        ("lon", grid.lon_out, 180.0, {"units": "degrees_east", "standard_name": "longitude", "axis": "X"}),
-    ]:
-        var = out.createVariable(name, "f8", (name,))
-        var.setncatts({**attrs, "long_name": attrs["standard_name"], "bounds": f"{name}_bnds"})
-        var[:] = values
-        out.createVariable(f"{name}_bnds", "f8", (name, "nb"))[:] = cell_bounds(values, limit)
 
 
 def convert_file(
@@ -299,6 +305,9 @@ def convert_file(
         variable = find_data_variable(dataset, spec)
         variable.set_auto_maskandscale(True)
         time_dim, lat_dim, lon_dim, extra = classify_dimensions(variable)
+        if spec.static:
+            info.update(convert_static(dataset, variable, tmp, spec, model, simulation, unit_aliases, source))
+            return info
         if time_dim is None:
             raise ConversionError(
                 f"variable {variable.name!r} has no time axis (dimensions {variable.dimensions})"
@@ -427,6 +436,96 @@ def convert_file(
     return info
 
 
+def convert_static(
+    dataset, variable, tmp: Path, spec: VariableSpec, model, simulation, unit_aliases, source
+) -> dict:
+    """A (lat, lon) field (land fraction, cell area) on the same grid handling as the fluxes.
+
+    A time axis of length one is dropped; a longer one is refused (which step would ILAMB
+    want?). A land fraction in percent (``%``, or values above 1 under a dimensionless unit)
+    becomes a fraction, with a warning in the second case.
+    """
+    time_dim, lat_dim, lon_dim, extra = classify_dimensions(variable)
+    if lat_dim is None or lon_dim is None:
+        raise ConversionError(f"variable {variable.name!r} has no lat/lon dimensions ({variable.dimensions})")
+    extra_sized = [d for d in extra if len(dataset.dimensions[d]) > 1]
+    if extra_sized:
+        raise ConversionError(f"static field {variable.name!r} has extra dimensions {extra_sized}")
+    if time_dim is not None and len(dataset.dimensions[time_dim]) > 1:
+        raise ConversionError(
+            f"static field {variable.name!r} has {len(dataset.dimensions[time_dim])} time steps; expected one or none"
+        )
+    grid = plan_grid(
+        coordinate_values(dataset, lat_dim, ("lat", "nav_lat")),
+        coordinate_values(dataset, lon_dim, ("lon", "nav_lon")),
+    )
+    warnings: list[str] = []
+    raw_units = unit_attribute(variable)
+    source_units = source_unit(variable.name, raw_units, spec.units, unit_aliases, warnings)
+    convert, how = unit_converter(source_units, spec.units)
+    # Length-one dimensions (time, a single layer) are read at index 0; lat before lon after.
+    slab = variable[tuple(slice(None) if d in (lat_dim, lon_dim) else 0 for d in variable.dimensions)]
+    if variable.dimensions.index(lat_dim) > variable.dimensions.index(lon_dim):
+        slab = slab.T
+    values = np.ma.getdata(slab).astype(np.float64)
+    mask = np.ma.getmaskarray(slab) | ~np.isfinite(values)
+    values = values[np.ix_(grid.lat_order, grid.lon_order)]
+    mask = mask[np.ix_(grid.lat_order, grid.lon_order)]
+    converted = convert(values)
+    if Unit(spec.units).is_dimensionless() and source_units == "1":
+        largest = np.max(converted[~mask]) if (~mask).any() else 0.0
+        if 1.0 + 1e-6 < largest <= 100.0 + 1e-6:
+            converted = converted / 100.0
+            how = "percent to fraction (values up to 100 under a dimensionless unit)"
+            warnings.append(
+                f"{variable.name!r} has values up to {largest:g} under units {raw_units!r}: read as percent"
+            )
+        elif largest > 100.0 + 1e-6:
+            raise ConversionError(
+                f"{variable.name!r} has values up to {largest:g}: neither a fraction nor a percent"
+            )
+    mask |= ~np.isfinite(converted)
+    if mask.all():
+        raise ConversionError(
+            f"every value of {variable.name!r} is missing (NaN, fill or masked): nothing to publish"
+        )
+    converted[mask] = FILL_VALUE
+    with netCDF4.Dataset(tmp, "w", format="NETCDF4") as out:
+        write_axes(out, None, grid)
+        data = out.createVariable(
+            spec.ilamb_name, "f4", ("lat", "lon"), zlib=True, complevel=1, fill_value=FILL_VALUE
+        )
+        attrs = {"units": spec.units, "long_name": spec.long_name or spec.ilamb_name}
+        if spec.standard_name:
+            attrs["standard_name"] = spec.standard_name
+        data.setncatts(attrs)
+        data[:] = converted.astype(np.float32)
+        out.setncatts(
+            {
+                "Conventions": "CF-1.8",
+                "title": f"{model} {simulation} {spec.ilamb_name} (TRENDY, converted for ILAMB)",
+                "source": f"TRENDY model {model}, simulation {simulation}, variable {spec.trendy_name}",
+                "history": f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} converted by hpcpipe trendy {CONVERTER_VERSION}",
+                "comment": f"units converted from {raw_units!r} ({how})",
+                "source_file": str(Path(source).resolve()),
+                "converter_version": CONVERTER_VERSION,
+            }
+        )
+    return {
+        "variable": variable.name,
+        "units_from": raw_units if raw_units is not None else "",
+        "units_cleaned": source_units,
+        "units_to": spec.units,
+        "unit_conversion": how,
+        "time_step": "static",
+        "n_lat": int(grid.lat.size),
+        "n_lon": int(grid.lon.size),
+        "warnings": "; ".join(warnings),
+        "source_sha256": file_digest(source),
+        "valid_values": int(mask.size - np.count_nonzero(mask)),
+    }
+
+
 def check_with_ilamb(path: Path, spec: VariableSpec, axis: TimeAxis) -> str:
     """Load the first year of the converted file with ILAMB 2.7.3 itself and convert it to the target unit.
 
@@ -504,6 +603,7 @@ def spec_from_config(trendy_name: str, entry: dict) -> VariableSpec:
         long_name=entry.get("long_name", ""),
         extra_dims=entry.get("extra_dims", "error"),
         source_names=list(entry.get("source_names", [])),
+        static=bool(entry.get("static", False)),
     )
 
 

@@ -54,6 +54,7 @@ def workflow_config(root: Path) -> dict:
         models=["CABLE-POP", "CLM5.0", "ISAM", "VISIT-UT", "LPX", "JULES", "OCN"],
         simulations=["S0", "S1", "S3"],
     )
+    section["ilamb"] = {**section["ilamb"], "config": ""}  # ILAMB runs in test_trendy_ilamb.py
     return {"trendy": section}
 
 
@@ -85,11 +86,14 @@ def test_bad_files_fail_alone_and_the_report_lists_every_file(trendy_root, tmp_p
         and not (models / "OCN_S1").exists()
         and not (models / "JULES_S1").exists()
     )
-    rows = {
-        (r["model"], r["simulation"], r["variable"]): r
-        for r in read_table(tmp_path / "results/trendy/conversions.tsv")
-    }
+    table = read_table(tmp_path / "results/trendy/conversions.tsv")
+    rows = {(r["model"], r["simulation"], r["variable"]): r for r in table if r["status"] in ("ok", "failed")}
     assert len(rows) == 8
+    # every model run without a land fraction or cell area file has a row saying so
+    missing_static = {
+        (r["model"], r["simulation"], r["ilamb_variable"]) for r in table if r["status"] == "no_files"
+    }
+    assert ("CABLE-POP", "S3", "sftlf") in missing_static and ("ISAM", "S3", "areacella") in missing_static
     failed = {key: row["error"] for key, row in rows.items() if row["status"] == "failed"}
     assert set(failed) == {("LPX", "S1", "gpp"), ("JULES", "S1", "gpp"), ("OCN", "S1", "gpp")}
     assert (
@@ -109,6 +113,10 @@ def test_bad_files_fail_alone_and_the_report_lists_every_file(trendy_root, tmp_p
     assert "OCN_S1_gpp.nc" in log and "not understood" in log
     summary = (tmp_path / "results/trendy/SUMMARY.txt").read_text()
     assert "files converted: 5 of 8" in summary
+    # the final check names every failed file in one message
+    check = (tmp_path / "logs/trendy/check.log").read_text()
+    assert all(name in check for name in ["LPX-Bern_S1_gpp.nc", "JULES", "OCN_S1_gpp.nc"])
+    assert not (tmp_path / "results/trendy/check.txt").exists()
 
     # A second run redoes nothing that succeeded: only the failed publish jobs are retried.
     again = run_workflow(
