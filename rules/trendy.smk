@@ -75,6 +75,13 @@ def trendy_source(wildcards):
     return trendy_sources()[key].path
 
 
+def trendy_source_stamp(wildcards):
+    """Size, mtime and inode of the source: a file replaced by one with an older mtime (rsync -t,
+    cp -p) still changes this param, and Snakemake's params trigger reconverts it."""
+    stat = os.stat(trendy_source(wildcards))
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+
+
 def trendy_stage(model, simulation, variable):
     return f"{TRENDY_RESULTS}/staging/{model}_{simulation}/{variable}"
 
@@ -130,6 +137,7 @@ rule trendy_convert:
         "../envs/trendy.yaml"
     params:
         variable=lambda wildcards: TRENDY["variables"][wildcards.variable],
+        source_stamp=trendy_source_stamp,
         unit_aliases=TRENDY["unit_aliases"],
         slab_mb=TRENDY["slab_mb"],
         compression_level=TRENDY["compression_level"],

@@ -77,9 +77,13 @@ class Grid:
 
 
 def shift_longitude(lon: np.ndarray) -> np.ndarray:
-    """Longitudes on -180..180 (0..360 grids such as ISAM's and CLASSIC's land fraction)."""
+    """Longitudes on [-180, 180) (0..360 grids such as ISAM's and CLASSIC's land fraction).
+
+    180 becomes -180: CLASSIC's 0..359 land fraction then lands on the same -180..179 axis as its
+    data, cell for cell (ILAMB multiplies the two without aligning coordinates).
+    """
     lon = np.asarray(lon, dtype=np.float64)
-    return np.where(lon > 180.0, lon - 360.0, lon)
+    return np.where(lon >= 180.0, lon - 360.0, lon)
 
 
 def cell_bounds(centres: np.ndarray, limit: float) -> np.ndarray:
