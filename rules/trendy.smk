@@ -208,7 +208,9 @@ rule trendy_ilamb:
         "../envs/trendy.yaml"
     params:
         models_dir=TRENDY_MODELS,
-        data_root=TRENDY["ilamb"].get("data_root", ""),
+        # ILAMB_ROOT: the configured one, or the benchmark configuration's folder
+        data_root=lambda wildcards, input: TRENDY["ilamb"].get("data_root")
+        or os.path.dirname(input.benchmarks),
         skip_plots=TRENDY["ilamb"]["skip_plots"],
         timeout_s=TRENDY["ilamb"]["timeout_s"],
     script:
