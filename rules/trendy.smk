@@ -220,7 +220,8 @@ rule trendy_ilamb:
 rule trendy_check:
     input:
         table=f"{TRENDY_RESULTS}/conversions.tsv",
-        ilamb_models=(
+        # evaluated only when the check is in the DAG: other workflows' runs never look at ILAMB's paths
+        ilamb_models=lambda wildcards: (
             f"{TRENDY_RESULTS}/ilamb/models.tsv" if trendy_ilamb_enabled() else []
         ),
     output:
