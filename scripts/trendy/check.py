@@ -23,8 +23,11 @@ def read_rows(path) -> list[dict]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
-def check_results(table: str | Path, ilamb_models: str | Path | None = None) -> str:
-    """Return a one-line verdict, or raise :class:`CheckFailed` naming each failed file and dropped model."""
+def check_results(table: str | Path, ilamb_models: str | Path | None = None, ilamb_missing: str = "") -> str:
+    """Return a one-line verdict, or raise :class:`CheckFailed` naming each failed file and dropped model.
+
+    ``ilamb_missing`` says why ILAMB could not run although it was asked for (its configuration is missing).
+    """
     rows = read_rows(table)
     problems = [
         f"{row['model']} {row['simulation']} {row['variable']}: {row['error']}"
@@ -37,6 +40,8 @@ def check_results(table: str | Path, ilamb_models: str | Path | None = None) -> 
             for row in read_rows(ilamb_models)
             if row["in_ilamb"] == "no"
         ]
+    if ilamb_missing:
+        problems.append(ilamb_missing)
     if problems:
         raise CheckFailed(f"trendy: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     ok = sum(row["status"] == "ok" for row in rows)
@@ -46,7 +51,9 @@ def check_results(table: str | Path, ilamb_models: str | Path | None = None) -> 
 if "snakemake" in globals():
     setup_logging(snakemake.log[0])
     try:
-        verdict = check_results(snakemake.input.table, snakemake.input.ilamb_models or None)
+        verdict = check_results(
+            snakemake.input.table, snakemake.input.ilamb_models or None, snakemake.params.ilamb_missing
+        )
     except CheckFailed as err:
         log.error("%s", err)
         raise SystemExit(1) from None
