@@ -4,7 +4,8 @@
 #                   a bad input is recorded there and the job still succeeds
 #   trendy_publish  staged file -> MODELS/<model>_<Sx>/<ilamb name>.nc; fails for a bad input
 #   trendy_report   (checkpoint) every status.json and every input that got no job (missing
-#                   model, dangling symlink, case clash, no land fraction) -> conversions.tsv
+#                   model, dangling symlink, case clash) -> conversions.tsv; model_runs.tsv
+#                   (land fraction and cell area of each model run), SUMMARY.txt
 #   trendy_ilamb    ilamb-run over every published model run (when trendy.ilamb.config is set)
 #   trendy_check    fails the run naming every failed row and every model ILAMB dropped
 import functools
@@ -187,6 +188,7 @@ checkpoint trendy_report:
             labels={"table": "every converted file: status, error, units, time span"},
         ),
         summary=f"{TRENDY_RESULTS}/SUMMARY.txt",
+        runs=f"{TRENDY_RESULTS}/model_runs.tsv",
     log:
         "logs/trendy/report.log",
     localrule: True

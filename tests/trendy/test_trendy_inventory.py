@@ -3,7 +3,7 @@
 import os
 
 from trendy.inventory import SourceFile, drop_duplicate_outputs, survey
-from trendy.report import collect_statuses
+from trendy.report import collect_statuses, model_runs, summary_lines
 
 VARIABLES = ["gpp", "cVeg", "land_fraction", "areacella"]
 
@@ -59,19 +59,32 @@ def test_two_files_for_one_output_both_get_a_failed_row():
     assert all("both become A_S3/sftlf.nc" in p.error for p in problems)
 
 
-def test_report_rows_for_problems_and_missing_static_fields(tmp_path):
-    status = tmp_path / "status.json"
-    status.write_text(
-        '{"model": "A", "simulation": "S3", "variable": "gpp", "ilamb_variable": "gpp", "status": "ok", "error": ""}'
+def test_report_rows_for_problems_and_runs_without_static_fields(tmp_path):
+    statuses = []
+    for variable, ilamb in [("gpp", "gpp"), ("land_fraction", "sftlf")]:
+        path = tmp_path / f"{variable}.json"
+        path.write_text(
+            f'{{"model": "A", "simulation": "S3", "variable": "{variable}", "ilamb_variable": "{ilamb}",'
+            ' "status": "ok", "error": ""}'
+        )
+        statuses.append(path)
+    problems = [{"model": "D", "simulation": "", "variable": "", "status": "no_files", "error": "no dir"}]
+    table = collect_statuses(statuses, "MODELS", problems=problems)
+    assert [(r.model, r.variable, r.status) for r in table.itertuples()] == [
+        ("A", "gpp", "ok"),
+        ("A", "land_fraction", "ok"),
+        ("D", "", "no_files"),
+    ]
+    runs = model_runs(table, {"sftlf": ["land_fraction", "sftlf"], "areacella": ["areacella"]})
+    (run,) = runs.itertuples()
+    assert (run.model, run.simulation, run.files_ok, run.sftlf, run.areacella) == (
+        "A",
+        "S3",
+        2,
+        "ok",
+        "missing",
     )
-    table = collect_statuses(
-        [status],
-        "MODELS",
-        problems=[{"model": "D", "simulation": "", "variable": "", "status": "no_files", "error": "no dir"}],
-        static_fields={"sftlf": ["land_fraction", "sftlf"], "areacella": ["areacella"]},
-    )
-    rows = {(r.model, r.ilamb_variable or r.variable): (r.status, r.error) for r in table.itertuples()}
-    assert rows[("D", "")] == ("no_files", "no dir")
-    assert rows[("A", "sftlf")][0] == "no_files" and "land_fraction" in rows[("A", "sftlf")][1]
-    assert rows[("A", "areacella")][0] == "no_files"
-    assert rows[("A", "gpp")][0] == "ok"
+    assert "no cell area" in run.note
+    lines = summary_lines(table, "conversions.tsv", "MODELS", runs)
+    assert "NO FILES D: no dir" in lines
+    assert any(line.startswith("STATIC A S3: no cell area") for line in lines)

@@ -91,10 +91,12 @@ def test_bad_files_fail_alone_and_the_report_lists_every_file(trendy_root, tmp_p
     rows = {(r["model"], r["simulation"], r["variable"]): r for r in table if r["status"] in ("ok", "failed")}
     assert len(rows) == 8
     # every model run without a land fraction or cell area file has a row saying so
-    missing_static = {
-        (r["model"], r["simulation"], r["ilamb_variable"]) for r in table if r["status"] == "no_files"
-    }
-    assert ("CABLE-POP", "S3", "sftlf") in missing_static and ("ISAM", "S3", "areacella") in missing_static
+    runs = {(r["model"], r["simulation"]): r for r in read_table(tmp_path / "results/trendy/model_runs.tsv")}
+    assert (
+        runs[("CABLE-POP", "S3")]["sftlf"] == "missing"
+        and "no land fraction" in runs[("CABLE-POP", "S3")]["note"]
+    )
+    assert runs[("ISAM", "S3")]["areacella"] == "missing"
     failed = {key: row["error"] for key, row in rows.items() if row["status"] == "failed"}
     assert set(failed) == {("LPX", "S1", "gpp"), ("JULES", "S1", "gpp"), ("OCN", "S1", "gpp")}
     assert (
