@@ -216,7 +216,7 @@ def test_gzipped_source_and_a_replaced_source_are_followed(tmp_path):
     root = tmp_path / "TRENDYv13"
     source = write_case(case, root)
     config = workflow_config(root)
-    config["trendy"].update(models=["CABLE-POP"], simulations=["S3"])
+    config["trendy"].update(models=["CABLE-POP"], simulations=["S3"], ilamb_check=False)
     work = tmp_path / "work"
     work.mkdir()
     run_workflow(work, config, ["trendy_all"], extra=CORES)
