@@ -4,15 +4,20 @@ Generates monthly files on a global 0.5 degree grid (360 x 720, float32, deflate
 TRENDY uploads) with three different quirks (LaTeX units, 0..360 longitudes, north-to-south
 latitudes), converts them with the workflow (one Snakemake job per file, --cores 1 so times add
 up), then copies the same files with `nccopy` (which decompresses and recompresses, as we do).
+Each round runs both on the same files; the headline is the median of the rounds' ratios. Peak
+memory (RSS) is measured for each conversion job (Snakemake's benchmark) and for each nccopy
+process (wait4), in the same run.
 
-    .venv/bin/python bench/trendy.py                      # defaults: 3 files, 2/8/24 years
+    .venv/bin/python bench/trendy.py                      # defaults: 3 files, 2/8/24 years, 3 rounds
     .venv/bin/python bench/trendy.py --years 5 20 100     # longer files
 """
 
 import argparse
 import csv
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,12 +47,19 @@ def make_inputs(root: Path, resolution: float, years: list[int]) -> list[Path]:
     return paths
 
 
-def run_nccopy(sources: list[Path], outdir: Path) -> float:
+def run_nccopy(sources: list[Path], outdir: Path) -> tuple[float, list[float]]:
+    """Seconds for all files, and each nccopy process's peak RSS in MB (from wait4)."""
     outdir.mkdir(parents=True, exist_ok=True)
+    peaks = []
     began = time.perf_counter()
     for source in sources:
-        subprocess.run(["nccopy", str(source), str(outdir / source.name)], check=True)
-    return time.perf_counter() - began
+        proc = subprocess.Popen(["nccopy", str(source), str(outdir / source.name)])
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            sys.exit(f"nccopy failed on {source}")
+        peaks.append(usage.ru_maxrss / 1024.0)
+    return time.perf_counter() - began, peaks
 
 
 def run_workflow(root: Path, workdir: Path, ilamb_check: bool) -> float:
@@ -56,6 +68,7 @@ def run_workflow(root: Path, workdir: Path, ilamb_check: bool) -> float:
     section.update(
         root=str(root), models=models, ilamb_check=ilamb_check, simulations=["S0", "S1", "S2", "S3"]
     )
+    section["ilamb"] = {**section["ilamb"], "config": ""}  # conversion only: no reference data here
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "bench.yaml").write_text(yaml.safe_dump({"trendy": section}))
     cmd = [
@@ -80,6 +93,10 @@ def run_workflow(root: Path, workdir: Path, ilamb_check: bool) -> float:
     return elapsed
 
 
+def section_slab_mb() -> float:
+    return float(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["trendy"]["slab_mb"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -89,6 +106,7 @@ def main() -> None:
     )
     parser.add_argument("--resolution", type=float, default=0.5, help="grid spacing in degrees")
     parser.add_argument("--no-ilamb-check", action="store_true", help="skip ILAMB's read-back in each job")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of nccopy + workflow (median ratio)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
     print_startup(REPO / ".venv" / "bin")
@@ -106,8 +124,23 @@ def main() -> None:
         # Warm the page cache for both contenders alike.
         for p in sources:
             p.read_bytes()
-        nccopy_s = run_nccopy(sources, tmp / "nccopy")
-        workflow_s = run_workflow(tmp / "TRENDY", tmp / "run", ilamb_check=not args.no_ilamb_check)
+        ratios = []
+        for round_ in range(args.rounds):
+            shutil.rmtree(tmp / "nccopy", ignore_errors=True)
+            shutil.rmtree(tmp / "run", ignore_errors=True)
+            nccopy_s, nccopy_rss = run_nccopy(sources, tmp / "nccopy")
+            workflow_s = run_workflow(tmp / "TRENDY", tmp / "run", ilamb_check=not args.no_ilamb_check)
+            round_convert_s = sum(
+                json.loads(p.read_text())["seconds"]
+                for p in (tmp / "run/results/trendy/staging").glob("*/*/status.json")
+            )
+            ratios.append(round_convert_s / nccopy_s)
+            print(
+                f"round {round_ + 1}: nccopy {nccopy_s:.2f} s, conversions {round_convert_s:.2f} s, "
+                f"ratio {ratios[-1]:.2f}, workflow wall {workflow_s:.2f} s"
+            )
+        print(f"median ratio conversions / nccopy over {args.rounds} rounds: {statistics.median(ratios):.2f}")
+        print("figures below: last round")
 
         statuses = [
             json.loads(p.read_text())
@@ -164,11 +197,14 @@ def main() -> None:
             f"Snakemake overhead per file (wall - conversion, incl. publish + report jobs): {overhead:.2f} s"
         )
         # Peak memory per job, shortest to longest file: flat once a file spans a few slabs.
+        rss_of = {str(source): peak for source, peak in zip(sources, nccopy_rss, strict=True)}
+        slab_mb = section_slab_mb()
         for status in by_steps:
             row = bench_rows[key(status)]
             print(
                 f"peak RSS, file of {status['n_steps']} steps ({Path(status['source']).stat().st_size / 1e6:.0f} MB): "
-                f"{float(row['max_rss']):.0f} MB (job wall {float(row['s']):.1f} s)"
+                f"job {float(row['max_rss']):.0f} MB, nccopy {rss_of[status['source']]:.0f} MB "
+                f"(job wall {float(row['s']):.1f} s; slab_mb {slab_mb:g})"
             )
         print(f"ILAMB read-back in each job: {'off' if args.no_ilamb_check else 'on'}")
     finally:

@@ -16,6 +16,8 @@ for name in ["af3", "rnaseq", "trendy", "llc", "dali"]:
     if summary.exists():
         for line in summary.read_text().splitlines():
             print(f"        {line}")
+    if name == "trendy" and (results / "ilamb/build/index.html").exists():
+        print(f"        ILAMB scores (open in a browser): {results}/ilamb/build/index.html")
 report = Path("results/report.html")
 print(f"report  {report} (open in a browser)" if report.exists() else "report  missing", file=sys.stdout)
 print("logs    logs/<workflow>/   benchmarks: benchmarks/<workflow>/")

@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import netCDF4
 import numpy as np
+from cf_units import Unit
 from common import atomic_path, file_digest, setup_logging, write_json
 
 from trendy import CONVERTER_VERSION
@@ -30,7 +32,7 @@ from trendy.timeaxis import (
     decode_time,
     time_units_attribute,
 )
-from trendy.units import clean_unit, unit_converter
+from trendy.units import UnitError, clean_unit, unit_converter
 
 log = logging.getLogger("hpcpipe.trendy")
 FILL_VALUE = np.float32(1e20)
@@ -53,6 +55,7 @@ class VariableSpec:
     long_name: str = ""
     extra_dims: str = "error"  # or "sum": add up layers / pools (e.g. soil layers of mrso)
     source_names: list[str] = field(default_factory=list)
+    static: bool = False  # a (lat, lon) field without time: land fraction, cell area
 
 
 @dataclass
@@ -74,9 +77,13 @@ class Grid:
 
 
 def shift_longitude(lon: np.ndarray) -> np.ndarray:
-    """Longitudes on -180..180 (0..360 grids such as ISAM's and CLASSIC's land fraction)."""
+    """Longitudes on [-180, 180) (0..360 grids such as ISAM's and CLASSIC's land fraction).
+
+    180 becomes -180: CLASSIC's 0..359 land fraction then lands on the same -180..179 axis as its
+    data, cell for cell (ILAMB multiplies the two without aligning coordinates).
+    """
     lon = np.asarray(lon, dtype=np.float64)
-    return np.where(lon > 180.0, lon - 360.0, lon)
+    return np.where(lon >= 180.0, lon - 360.0, lon)
 
 
 def cell_bounds(centres: np.ndarray, limit: float) -> np.ndarray:
@@ -166,8 +173,8 @@ def plan_grid(lat: np.ndarray, lon: np.ndarray) -> Grid:
     return grid
 
 
-def read_time_axis(dataset: netCDF4.Dataset, time_dim: str) -> TimeAxis:
-    """Decode the source time coordinate (with its bounds when present)."""
+def read_time_axis(dataset: netCDF4.Dataset, time_dim: str, missing_calendar: str = "standard") -> TimeAxis:
+    """Decode the source time coordinate (with its bounds when present); see :func:`decode_time`."""
     if time_dim not in dataset.variables:
         raise TimeAxisError(f"time dimension {time_dim!r} has no coordinate variable")
     tvar = dataset.variables[time_dim]
@@ -183,13 +190,30 @@ def read_time_axis(dataset: netCDF4.Dataset, time_dim: str) -> TimeAxis:
             bounds = bvar[:]
             break
     values = np.asarray(tvar[:], dtype=np.float64)
-    return decode_time(values, units, calendar, bounds)
+    return decode_time(values, units, calendar, bounds, missing_calendar=missing_calendar)
 
 
 def slab_steps(n_lat: int, n_lon: int, extra: int, slab_mb: float) -> int:
     """Time steps per slab so that one float64 slab stays near ``slab_mb`` (memory is flat in file length)."""
     per_step = n_lat * n_lon * max(extra, 1) * 8
     return max(1, int(slab_mb * 1e6 // per_step))
+
+
+def is_flux(units: str) -> bool:
+    """True for a unit per time (``kg m-2 s-1``, ``W m-2``): a monthly value is a mean over the month."""
+    return bool(re.search(r"(^|\.)s-\d", Unit(units).definition))
+
+
+def source_unit(name: str, raw: str | None, target: str, aliases: dict | None, warnings: list[str]) -> str:
+    """The cleaned source unit; a missing ``units`` attribute is an error unless the target is dimensionless."""
+    if raw is None:
+        if Unit(target).is_dimensionless():
+            warnings.append(f"variable {name!r} has no units attribute: read as dimensionless ('1')")
+            return "1"
+        raise UnitError(
+            f"variable {name!r} has no units attribute (expected a unit convertible to {target!r})"
+        )
+    return clean_unit((aliases or {}).get(raw.strip(), raw))
 
 
 def unit_attribute(variable: netCDF4.Variable) -> str | None:
@@ -225,12 +249,25 @@ def opened_source(source: Path, scratch_dir: Path):
             yield dataset
 
 
-def write_axes(out: netCDF4.Dataset, axis: TimeAxis, grid: Grid) -> None:
-    """Coordinates and bounds in the form ILAMB reads without guessing."""
-    out.createDimension("time", axis.years.size)
+def write_axes(out: netCDF4.Dataset, axis: TimeAxis | None, grid: Grid) -> None:
+    """Coordinates and bounds in the form ILAMB reads without guessing (no time for a static field)."""
     out.createDimension("lat", grid.lat.size)
     out.createDimension("lon", grid.lon.size)
     out.createDimension("nb", 2)
+    if axis is not None:
+        write_time(out, axis)
+    for name, values, limit, attrs in [
+        ("lat", grid.lat_out, 90.0, {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}),
+        ("lon", grid.lon_out, 180.0, {"units": "degrees_east", "standard_name": "longitude", "axis": "X"}),
+    ]:
+        var = out.createVariable(name, "f8", (name,))
+        var.setncatts({**attrs, "long_name": attrs["standard_name"], "bounds": f"{name}_bnds"})
+        var[:] = values
+        out.createVariable(f"{name}_bnds", "f8", (name, "nb"))[:] = cell_bounds(values, limit)
+
+
+def write_time(out: netCDF4.Dataset, axis: TimeAxis) -> None:
+    out.createDimension("time", axis.years.size)
     time_var = out.createVariable("time", "f8", ("time",))
     time_var.setncatts(
         {
@@ -244,14 +281,6 @@ def write_axes(out: netCDF4.Dataset, axis: TimeAxis, grid: Grid) -> None:
     )
     time_var[:] = axis.values
     out.createVariable("time_bounds", "f8", ("time", "nb"))[:] = axis.bounds
-    for name, values, limit, attrs in [
-        ("lat", grid.lat_out, 90.0, {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}),
-        ("lon", grid.lon_out, 180.0, {"units": "degrees_east", "standard_name": "longitude", "axis": "X"}),
-    ]:
-        var = out.createVariable(name, "f8", (name,))
-        var.setncatts({**attrs, "long_name": attrs["standard_name"], "bounds": f"{name}_bnds"})
-        var[:] = values
-        out.createVariable(f"{name}_bnds", "f8", (name, "nb"))[:] = cell_bounds(values, limit)
 
 
 def convert_file(
@@ -264,11 +293,14 @@ def convert_file(
     slab_mb: float = 32.0,
     compression_level: int = 1,
     ilamb_check: bool = True,
+    missing_calendar: str = "standard",
 ) -> dict:
     """Convert ``source`` into ``output`` atomically and return what was done (for the report).
 
-    Raises :class:`ConversionError`, :class:`UnitError` or :class:`TimeAxisError` (or the NetCDF
-    library's error for an unreadable file) without leaving ``output`` behind.
+    ``missing_calendar`` is the calendar a time axis without one is read in (a warning in
+    ``info["warnings"]`` says so). Raises :class:`ConversionError`, :class:`UnitError` or
+    :class:`TimeAxisError` (or the NetCDF library's error for an unreadable file) without leaving
+    ``output`` behind; a variable whose every value is missing is an error too.
     """
     source, output = Path(source), Path(output)
     info: dict = {"source": str(source), "output": str(output)}
@@ -277,6 +309,9 @@ def convert_file(
         variable = find_data_variable(dataset, spec)
         variable.set_auto_maskandscale(True)
         time_dim, lat_dim, lon_dim, extra = classify_dimensions(variable)
+        if spec.static:
+            info.update(convert_static(dataset, variable, tmp, spec, model, simulation, unit_aliases, source))
+            return info
         if time_dim is None:
             raise ConversionError(
                 f"variable {variable.name!r} has no time axis (dimensions {variable.dimensions})"
@@ -291,7 +326,7 @@ def convert_file(
                 f"variable {variable.name!r} has extra dimensions {extra_sized}; "
                 "set extra_dims: sum for this variable in the config to add them up"
             )
-        axis = read_time_axis(dataset, time_dim)
+        axis = read_time_axis(dataset, time_dim, missing_calendar)
         if axis.years.size != len(dataset.dimensions[time_dim]):
             raise TimeAxisError("time coordinate and time dimension differ in length")
         grid = plan_grid(
@@ -299,9 +334,9 @@ def convert_file(
             coordinate_values(dataset, lon_dim, ("lon", "nav_lon")),
         )
         raw_units = unit_attribute(variable)
-        aliased = (unit_aliases or {}).get((raw_units or "").strip(), raw_units)
-        source_units = clean_unit(aliased)
-        convert, how = unit_converter(source_units, spec.units)
+        warnings = list(axis.warnings)
+        source_units = source_unit(variable.name, raw_units, spec.units, unit_aliases, warnings)
+        convert, how = unit_converter(source_units, spec.units, axis.step, axis.calendar)
         info.update(
             variable=variable.name,
             units_from=raw_units if raw_units is not None else "",
@@ -309,7 +344,8 @@ def convert_file(
             units_to=spec.units,
             unit_conversion=how,
             time_units=axis.source_units,
-            calendar=axis.source_calendar,
+            calendar=axis.source_calendar or f"{axis.calendar} (assumed: none in file)",
+            warnings="; ".join(warnings),
             time_step=axis.step,
             time_start=axis.span()[0],
             time_end=axis.span()[1],
@@ -338,6 +374,8 @@ def convert_file(
             attrs = {"units": spec.units, "long_name": spec.long_name or spec.ilamb_name}
             if spec.standard_name:
                 attrs["standard_name"] = spec.standard_name
+            if is_flux(spec.units):
+                attrs["cell_methods"] = "time: mean"
             data.setncatts(attrs)
             out.setncatts(
                 {
@@ -365,6 +403,7 @@ def convert_file(
                 grid.lon_order, np.arange(grid.lon.size)
             )
             reorder = None if identity else (slice(None), grid.lat_order[:, None], grid.lon_order[None, :])
+            n_valid = 0
             for start in range(0, axis.years.size, steps_per_slab):
                 stop = min(start + steps_per_slab, axis.years.size)
                 index = [slice(None)] * variable.ndim
@@ -387,12 +426,108 @@ def convert_file(
                 del values
                 mask |= ~np.isfinite(converted)
                 converted[mask] = FILL_VALUE
+                n_valid += int(mask.size - np.count_nonzero(mask))
                 data[start:stop] = converted.astype(np.float32)
+            if n_valid == 0:
+                raise ConversionError(
+                    f"every value of {variable.name!r} is missing (NaN, fill or masked): nothing to publish"
+                )
+            info["valid_values"] = n_valid
         if ilamb_check:
             began = time.perf_counter()
             info["ilamb_check"] = check_with_ilamb(tmp, spec, axis)
             info["ilamb_check_seconds"] = round(time.perf_counter() - began, 3)
     return info
+
+
+def convert_static(
+    dataset, variable, tmp: Path, spec: VariableSpec, model, simulation, unit_aliases, source
+) -> dict:
+    """A (lat, lon) field (land fraction, cell area) on the same grid handling as the fluxes.
+
+    A time axis of length one is dropped; a longer one is refused (which step would ILAMB
+    want?). A land fraction in percent (``%``, or values above 1 under a dimensionless unit)
+    becomes a fraction, with a warning in the second case.
+    """
+    time_dim, lat_dim, lon_dim, extra = classify_dimensions(variable)
+    if lat_dim is None or lon_dim is None:
+        raise ConversionError(f"variable {variable.name!r} has no lat/lon dimensions ({variable.dimensions})")
+    extra_sized = [d for d in extra if len(dataset.dimensions[d]) > 1]
+    if extra_sized:
+        raise ConversionError(f"static field {variable.name!r} has extra dimensions {extra_sized}")
+    if time_dim is not None and len(dataset.dimensions[time_dim]) > 1:
+        raise ConversionError(
+            f"static field {variable.name!r} has {len(dataset.dimensions[time_dim])} time steps; expected one or none"
+        )
+    grid = plan_grid(
+        coordinate_values(dataset, lat_dim, ("lat", "nav_lat")),
+        coordinate_values(dataset, lon_dim, ("lon", "nav_lon")),
+    )
+    warnings: list[str] = []
+    raw_units = unit_attribute(variable)
+    source_units = source_unit(variable.name, raw_units, spec.units, unit_aliases, warnings)
+    convert, how = unit_converter(source_units, spec.units)
+    # Length-one dimensions (time, a single layer) are read at index 0; lat before lon after.
+    slab = variable[tuple(slice(None) if d in (lat_dim, lon_dim) else 0 for d in variable.dimensions)]
+    if variable.dimensions.index(lat_dim) > variable.dimensions.index(lon_dim):
+        slab = slab.T
+    values = np.ma.getdata(slab).astype(np.float64)
+    mask = np.ma.getmaskarray(slab) | ~np.isfinite(values)
+    values = values[np.ix_(grid.lat_order, grid.lon_order)]
+    mask = mask[np.ix_(grid.lat_order, grid.lon_order)]
+    converted = convert(values)
+    if Unit(spec.units).is_dimensionless() and source_units == "1":
+        largest = np.max(converted[~mask]) if (~mask).any() else 0.0
+        if 1.0 + 1e-6 < largest <= 100.0 + 1e-6:
+            converted = converted / 100.0
+            how = "percent to fraction (values up to 100 under a dimensionless unit)"
+            warnings.append(
+                f"{variable.name!r} has values up to {largest:g} under units {raw_units!r}: read as percent"
+            )
+        elif largest > 100.0 + 1e-6:
+            raise ConversionError(
+                f"{variable.name!r} has values up to {largest:g}: neither a fraction nor a percent"
+            )
+    mask |= ~np.isfinite(converted)
+    if mask.all():
+        raise ConversionError(
+            f"every value of {variable.name!r} is missing (NaN, fill or masked): nothing to publish"
+        )
+    converted[mask] = FILL_VALUE
+    with netCDF4.Dataset(tmp, "w", format="NETCDF4") as out:
+        write_axes(out, None, grid)
+        data = out.createVariable(
+            spec.ilamb_name, "f4", ("lat", "lon"), zlib=True, complevel=1, fill_value=FILL_VALUE
+        )
+        attrs = {"units": spec.units, "long_name": spec.long_name or spec.ilamb_name}
+        if spec.standard_name:
+            attrs["standard_name"] = spec.standard_name
+        data.setncatts(attrs)
+        data[:] = converted.astype(np.float32)
+        out.setncatts(
+            {
+                "Conventions": "CF-1.8",
+                "title": f"{model} {simulation} {spec.ilamb_name} (TRENDY, converted for ILAMB)",
+                "source": f"TRENDY model {model}, simulation {simulation}, variable {spec.trendy_name}",
+                "history": f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} converted by hpcpipe trendy {CONVERTER_VERSION}",
+                "comment": f"units converted from {raw_units!r} ({how})",
+                "source_file": str(Path(source).resolve()),
+                "converter_version": CONVERTER_VERSION,
+            }
+        )
+    return {
+        "variable": variable.name,
+        "units_from": raw_units if raw_units is not None else "",
+        "units_cleaned": source_units,
+        "units_to": spec.units,
+        "unit_conversion": how,
+        "time_step": "static",
+        "n_lat": int(grid.lat.size),
+        "n_lon": int(grid.lon.size),
+        "warnings": "; ".join(warnings),
+        "source_sha256": file_digest(source),
+        "valid_values": int(mask.size - np.count_nonzero(mask)),
+    }
 
 
 def check_with_ilamb(path: Path, spec: VariableSpec, axis: TimeAxis) -> str:
@@ -472,6 +607,7 @@ def spec_from_config(trendy_name: str, entry: dict) -> VariableSpec:
         long_name=entry.get("long_name", ""),
         extra_dims=entry.get("extra_dims", "error"),
         source_names=list(entry.get("source_names", [])),
+        static=bool(entry.get("static", False)),
     )
 
 
@@ -487,4 +623,5 @@ if "snakemake" in globals():
         slab_mb=snakemake.params.slab_mb,
         compression_level=snakemake.params.compression_level,
         ilamb_check=snakemake.params.ilamb_check,
+        missing_calendar=snakemake.params.missing_calendar,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from trendy.synthetic import quirk_cases, with_size, write_case
+from trendy.synthetic import quirk_cases, with_size, write_benchmarks, write_case, write_static
 
 EXAMPLE_CASES = [
     "cable_months_since",
@@ -40,9 +40,35 @@ def example_cases():
     return cases
 
 
+# Static fields of two models (the others are reported without them): CABLE-POP's on the data
+# grid, CLASSIC's land fraction in percent on 0..355 with latitude decreasing, as CLASSIC ships it.
+STATIC_FILES = [
+    ("CABLE-POP", "CABLE-POP", "S0", "land_fraction", {"percent": True}),
+    ("CABLE-POP", "CABLE-POP", "S3", "land_fraction", {"percent": True}),
+    ("CABLE-POP", "CABLE-POP", "S3", "areacella", {}),
+    (
+        "CLASSIC",
+        "CLASSIC",
+        "S3",
+        "land_fraction",
+        {"percent": True, "lon_start": 0.0, "lat_decreasing": True},
+    ),
+]
+# Reference variables of the example ILAMB benchmark, over the examples' years.
+BENCHMARK_VARIABLES = ["gpp", "tas", "lai"]
+
+
 def make(outdir: Path) -> None:
-    """Write the examples under ``outdir/TRENDYv13`` (idempotent: existing files are kept)."""
+    """Write the examples under ``outdir/TRENDYv13`` and the ILAMB benchmark under ``outdir/ilamb``.
+
+    Idempotent: existing files are kept.
+    """
     root = Path(outdir) / "TRENDYv13"
     for case in example_cases():
         if not case.path(root).exists():
             write_case(case, root)
+    for model, prefix, simulation, name, options in STATIC_FILES:
+        if not (root / model / simulation / f"{prefix}_{simulation}_{name}.nc").exists():
+            write_static(root, model, prefix, simulation, name, resolution=5.0, **options)
+    if not (Path(outdir) / "ilamb" / "benchmarks.cfg").exists():
+        write_benchmarks(Path(outdir) / "ilamb", BENCHMARK_VARIABLES, first_year=1700, n_years=13)

@@ -758,3 +758,153 @@ def bad_cases() -> dict[str, tuple[Case, Callable]]:
 def with_size(case: Case, resolution: float, n_years: int, simulation: str | None = None) -> Case:
     """The same quirk at another grid resolution, length or simulation."""
     return replace(case, resolution=resolution, n_years=n_years, simulation=simulation or case.simulation)
+
+
+# ----------------------------------------------------------------------------- static fields
+
+
+def land_fraction(lat, lon) -> np.ndarray:
+    """The true land fraction on (lat, lon): 0 over ocean, varying with latitude and longitude."""
+    lat = np.asarray(lat, dtype="f8")[:, None]
+    lon = ((np.asarray(lon, dtype="f8") + 180.0) % 360.0 - 180.0)[None, :]
+    frac = 0.55 + 0.25 * np.cos(np.radians(lat)) + 0.15 * np.sin(np.radians(lon))
+    return np.where(ocean_mask(lat[:, 0], lon[0]), 0.0, frac)
+
+
+def cell_area_m2(lat, lon, resolution: float) -> np.ndarray:
+    """Area of each (lat, lon) cell of a regular grid on a sphere of radius 6371 km."""
+    lat = np.asarray(lat, dtype="f8")
+    south, north = (
+        np.radians(np.clip(lat - resolution / 2, -90, 90)),
+        np.radians(np.clip(lat + resolution / 2, -90, 90)),
+    )
+    band = 6371e3**2 * np.radians(resolution) * (np.sin(north) - np.sin(south))
+    return np.repeat(band[:, None], np.asarray(lon).size, axis=1)
+
+
+def write_static(
+    root: Path,
+    model: str,
+    prefix: str,
+    simulation: str,
+    name: str,
+    resolution: float = 10.0,
+    percent: bool = False,
+    lon_start: float | None = None,
+    lat_decreasing: bool = False,
+) -> Path:
+    """A TRENDY static file ``<prefix>_<Sx>_<name>.nc``: ``land_fraction``/``sftlf`` or ``areacella``.
+
+    The land fraction is written in percent (units ``%``) when ``percent``; the cell area in km2,
+    so both need a unit conversion. ``lon_start=0`` with ``lat_decreasing`` gives CLASSIC's
+    0..359 grid (the data files of the same model run -180..179).
+    """
+    case = Case(name, model, prefix, name, name, "1", None, resolution=resolution, simulation=simulation)
+    lat, lon = grid_of(case)
+    if lon_start is not None:
+        lon = lon_start + resolution * np.arange(lon.size)
+    if lat_decreasing:
+        lat = lat[::-1]
+    path = case.path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    with netCDF4.Dataset(tmp, "w") as ds:
+        ds.createDimension("lat", lat.size)
+        ds.createDimension("lon", lon.size)
+        ds.createVariable("lat", "f8", ("lat",))[:] = lat
+        ds.createVariable("lon", "f8", ("lon",))[:] = lon
+        if name == "areacella":
+            var = ds.createVariable("areacella", "f4", ("lat", "lon"))
+            var.units = "km2"
+            var[:] = cell_area_m2(lat, lon, resolution) / 1e6
+        else:
+            var = ds.createVariable("sftlf", "f4", ("lat", "lon"), fill_value=-99999.0)
+            var.units = "%" if percent else "1"
+            var[:] = land_fraction(lat, lon) * (100.0 if percent else 1.0)
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- ILAMB reference data
+
+NOLEAP_MONTH_START = np.concatenate([[0], np.cumsum(NOLEAP_MONTH_DAYS)[:-1]])
+REFERENCE_VARIABLES = {
+    "gpp": ("Gross Primary Productivity", "Carbon Cycle", "kg m-2 s-1"),
+    "tas": ("Surface Air Temperature", "Forcings", "K"),
+    "lai": ("Leaf Area Index", "Carbon Cycle", "1"),
+}
+
+
+def write_reference(
+    path: Path, variable: str, units: str, first_year: int, n_years: int, resolution: float = 10.0
+):
+    """A reference dataset in ILAMB's observation format: CF, monthly noleap bounds, lat/lon bounds.
+
+    The values are :func:`expected_field`, the truth every synthetic model file encodes, so a
+    correctly converted model scores (near) 1 against it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lat = np.arange(-90.0 + resolution / 2, 90.0, resolution)
+    lon = np.arange(-180.0 + resolution / 2, 180.0, resolution)
+    index = np.arange(n_years * 12)
+    years, months = first_year + index // 12, index % 12 + 1
+    start = (years - 1850) * 365 + NOLEAP_MONTH_START[months - 1]
+    end = start + NOLEAP_MONTH_DAYS[months - 1]
+    tmp = path.with_name(f".tmp-{path.name}")
+    with netCDF4.Dataset(tmp, "w") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("lat", lat.size)
+        ds.createDimension("lon", lon.size)
+        ds.createDimension("nb", 2)
+        t = ds.createVariable("time", "f8", ("time",))
+        t.setncatts(
+            {
+                "units": "days since 1850-01-01",
+                "calendar": "noleap",
+                "bounds": "time_bnds",
+                "standard_name": "time",
+            }
+        )
+        t[:] = 0.5 * (start + end)
+        ds.createVariable("time_bnds", "f8", ("time", "nb"))[:] = np.stack([start, end], axis=1)
+        for name, centres, axis_units in (("lat", lat, "degrees_north"), ("lon", lon, "degrees_east")):
+            var = ds.createVariable(name, "f8", (name,))
+            var.setncatts({"units": axis_units, "bounds": f"{name}_bnds"})
+            var[:] = centres
+            edges = np.stack([centres - resolution / 2, centres + resolution / 2], axis=1)
+            ds.createVariable(f"{name}_bnds", "f8", (name, "nb"))[:] = edges
+        var = ds.createVariable(variable, "f4", ("time", "lat", "lon"), fill_value=np.float32(1e20))
+        var.units = units
+        var[:] = expected_field(units, years, months, lat, lon)
+        ds.setncatts(
+            {
+                "title": f"synthetic {variable} reference (hpcpipe trendy tests)",
+                "institution": "none: generated",
+                "source": "scripts/trendy/synthetic.py expected_field",
+                "history": "generated",
+                "references": "none",
+                "Conventions": "CF-1.8",
+            }
+        )
+    os.replace(tmp, path)
+    return path
+
+
+def write_benchmarks(root: Path, variables: list[str], first_year: int = 1700, n_years: int = 13) -> Path:
+    """An ILAMB benchmark configuration over synthetic references: ``root/benchmarks.cfg`` and ``root/DATA``."""
+    root = Path(root)
+    sections: dict[str, list[str]] = {}
+    for variable in variables:
+        title, section, units = REFERENCE_VARIABLES[variable]
+        write_reference(
+            root / "DATA" / variable / "Synthetic" / f"{variable}.nc", variable, units, first_year, n_years
+        )
+        sections.setdefault(section, []).append(
+            f'[h2: {title}]\nvariable = "{variable}"\n\n[Synthetic]\nsource = "DATA/{variable}/Synthetic/{variable}.nc"\n'
+        )
+    text = "# ILAMB benchmark configuration over synthetic references (hpcpipe trendy)\n"
+    for section, blocks in sections.items():
+        text += f'\n[h1: {section}]\nbgcolor = "#ECFFE6"\n\n' + "\n".join(blocks)
+    cfg = root / "benchmarks.cfg"
+    cfg.write_text(text)
+    return cfg

@@ -9,7 +9,7 @@ source calendar only serve to find that month.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cftime
 import numpy as np
@@ -52,6 +52,12 @@ class TimeAxis:
     step: str
     source_units: str
     source_calendar: str
+    # The calendar the source's steps were measured in: the file's, or the configured default
+    # where the file has none (``calendar_assumed``). Per-step amounts are divided by step
+    # lengths under it, so February of a Gregorian leap year is 29 days, of a noleap file 28.
+    calendar: str = "standard"
+    calendar_assumed: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def bounds(self) -> np.ndarray:
@@ -72,9 +78,13 @@ class TimeAxis:
 
     @property
     def seconds(self) -> np.ndarray:
-        """Length of each step in seconds (noleap), for amounts accumulated per step."""
-        bounds = self.bounds
-        return (bounds[:, 1] - bounds[:, 0]) * 86400.0
+        """Length of each step in seconds under the source calendar, for amounts accumulated per step."""
+        days = month_days(self.years, self.months, self.calendar)
+        if self.step == "annual":
+            days = sum(
+                month_days(self.years, np.full_like(self.years, m), self.calendar) for m in range(1, 13)
+            )
+        return days.astype(np.float64) * 86400.0
 
     def span(self) -> tuple[str, str]:
         """First and last step as ``YYYY-MM`` (monthly) or ``YYYY`` (annual)."""
@@ -95,6 +105,30 @@ def days_since_1850(years, months) -> np.ndarray:
     return ((years - 1850) * 365 + NOLEAP_MONTH_START[months - 1]).astype(np.float64)
 
 
+def is_leap(years, calendar: str) -> np.ndarray:
+    """Leap years under a CF calendar (``standard`` follows the Gregorian rule after 1582)."""
+    years = np.asarray(years, dtype=np.int64)
+    if calendar in ("noleap", "365_day", "360_day"):
+        return np.zeros(years.shape, dtype=bool)
+    if calendar in ("all_leap", "366_day"):
+        return np.ones(years.shape, dtype=bool)
+    julian = years % 4 == 0
+    if calendar == "julian":
+        return julian
+    gregorian = julian & ((years % 100 != 0) | (years % 400 == 0))
+    if calendar == "standard":
+        return np.where(years < 1583, julian, gregorian)
+    return gregorian
+
+
+def month_days(years, months, calendar: str) -> np.ndarray:
+    """Days in each (year, month) under a CF calendar."""
+    months = np.asarray(months, dtype=np.int64)
+    if calendar == "360_day":
+        return np.full(months.shape, 30, dtype=np.int64)
+    return NOLEAP_MONTH_DAYS[months - 1] + ((months == 2) & is_leap(years, calendar))
+
+
 def time_units_attribute(variable) -> str | None:
     """The time unit string: ``units``, or DLEM's ``unit`` when ``units`` is missing."""
     for name in ("units", "unit", "Units"):
@@ -103,13 +137,16 @@ def time_units_attribute(variable) -> str | None:
     return None
 
 
-def normalise_calendar(calendar: str | None) -> str:
-    """A cftime calendar name; a missing or ``None`` calendar means the CF default, ``standard``."""
-    if calendar is None:
-        return "standard"
+def calendar_missing(calendar: str | None) -> bool:
+    """True when the file gives no calendar (no attribute, an empty one, or ``None``)."""
+    return calendar is None or str(calendar).strip().lower() in ("", "none", "null")
+
+
+def normalise_calendar(calendar: str | None, default: str = "standard") -> str:
+    """A cftime calendar name; a missing calendar means ``default`` (the CF default is ``standard``)."""
+    if calendar_missing(calendar):
+        return default
     text = str(calendar).strip().lower()
-    if text in ("", "none", "null"):
-        return "standard"
     if text not in CALENDARS:
         raise TimeAxisError(f"calendar {calendar!r} is not a CF calendar")
     return text
@@ -217,37 +254,100 @@ def decode_months(values, units: str | None, calendar: str | None) -> tuple[np.n
     )
 
 
-def decode_time(values, units: str | None, calendar: str | None, bounds=None) -> TimeAxis:
+def classify_steps(years: np.ndarray, months: np.ndarray, units: str | None) -> str:
+    """``monthly`` or ``annual``, or raise :class:`TimeAxisError` for gappy or irregular steps."""
+    if np.any((months < 1) | (months > 12)):
+        raise TimeAxisError(f"time values decode to invalid months under units {units!r}")
+    index = years * 12 + (months - 1)
+    steps = np.diff(index)
+    if index.size == 1:
+        return "annual" if (units or "").lower().startswith(("year", "yr")) else "monthly"
+    if np.all(steps == 1):
+        return "monthly"
+    if np.all(steps == 12):
+        return "annual"
+    kinds = sorted({int(s) for s in steps})[:5]
+    raise TimeAxisError(
+        "time steps are neither consecutive months nor consecutive years "
+        f"(steps in months seen: {kinds}); daily or gappy files are not supported"
+    )
+
+
+def calendar_decides_months(units: str | None) -> bool:
+    """True for ``days|hours|minutes|seconds since``: only then does the calendar move steps between months."""
+    return bool(
+        re.match(r"^\s*(days?|d|hours?|h|hr|minutes?|min|seconds?|s|sec)\s+since\s", units or "", re.I)
+    )
+
+
+def decode_time(
+    values, units: str | None, calendar: str | None, bounds=None, missing_calendar: str = "standard"
+) -> TimeAxis:
     """Decode a time axis and classify it as monthly or annual, or raise :class:`TimeAxisError`.
 
     When the source has time bounds, the midpoint of each bound interval locates the step, so
     time stamps written at the end of their interval do not shift the data by one month.
+
+    A file without a calendar is read under ``missing_calendar`` (a per-model config decision)
+    and the axis carries a warning saying so. Where the steps are not consecutive under that
+    calendar but are under another one, the error names the calendar that fits; where both fit
+    but place the data in different months, the warning gives the other reading's span.
     """
     values = np.asarray(values, dtype=np.float64)
     if bounds is not None:
         bounds = np.asarray(bounds, dtype=np.float64)
         if bounds.shape == (values.size, 2) and np.all(np.isfinite(bounds)):
             values = bounds.mean(axis=1)
-    years, months = decode_months(values, units, calendar)
-    if np.any((months < 1) | (months > 12)):
-        raise TimeAxisError(f"time values decode to invalid months under units {units!r}")
-    index = years * 12 + (months - 1)
-    steps = np.diff(index)
-    if index.size == 1:
-        step = "annual" if (units or "").lower().startswith(("year", "yr")) else "monthly"
-    elif np.all(steps == 1):
-        step = "monthly"
-    elif np.all(steps == 12):
-        step = "annual"
-    else:
-        kinds = sorted({int(s) for s in steps})[:5]
-        raise TimeAxisError(
-            "time steps are neither consecutive months nor consecutive years "
-            f"(steps in months seen: {kinds}); daily or gappy files are not supported"
+    assumed = calendar_missing(calendar)
+    effective = normalise_calendar(calendar, missing_calendar)
+    warnings = []
+    years, months = decode_months(values, units, effective)
+    if assumed and calendar_decides_months(units):
+        others = {}
+        for other in ("standard", "noleap", "360_day"):
+            if other == effective:
+                continue
+            try:
+                o_years, o_months = decode_months(values, units, other)
+                others[other] = (o_years, o_months, classify_steps(o_years, o_months, units))
+            except TimeAxisError:
+                continue
+        try:
+            step = classify_steps(years, months, units)
+        except TimeAxisError as err:
+            fits = sorted(others)
+            if fits:
+                raise TimeAxisError(
+                    f"the time variable has no calendar attribute; read as {effective!r} "
+                    f"(trendy.missing_calendar) its steps are not consecutive ({err}), but under "
+                    f"{' or '.join(repr(f) for f in fits)} they are: set trendy.missing_calendar_by_model "
+                    "for this model to the calendar the file was written in"
+                ) from None
+            raise
+        first = f"{years[0]:04d}-{months[0]:02d}"
+        differ = [
+            f"under {name!r} it would start {o_years[0]:04d}-{o_months[0]:02d}"
+            for name, (o_years, o_months, o_step) in others.items()
+            if o_step == step and (o_years[0], o_months[0]) != (years[0], months[0])
+        ]
+        warnings.append(
+            f"no calendar attribute: read as {effective!r} (trendy.missing_calendar), first step {first}"
+            + (f"; {', '.join(differ)}" if differ else "")
         )
+    else:
+        step = classify_steps(years, months, units)
     if step == "annual":
         months = np.ones_like(months)
-    return TimeAxis(years, months, step, units or "", str(calendar) if calendar is not None else "")
+    return TimeAxis(
+        years,
+        months,
+        step,
+        units or "",
+        str(calendar) if calendar is not None else "",
+        calendar=effective,
+        calendar_assumed=assumed,
+        warnings=warnings,
+    )
 
 
 def cf_month_span(axis: TimeAxis) -> str:

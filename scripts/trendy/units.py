@@ -32,6 +32,11 @@ DIMENSIONLESS = {
 # udunits reads "degrees celsius" as angle * celsius (0 degC -> 0 K): map the spellings explicitly.
 CELSIUS = re.compile(r"^(deg(ree)?s?[ _]?(c|celsius|centigrade)|celsius|°c)$", re.IGNORECASE)
 KELVIN = re.compile(r"^(kelvin|deg(ree)?s?[ _]?k)$", re.IGNORECASE)
+# "per month" in any spelling: udunits' month is a fixed 30.44 days, so these are divided by each
+# step's own month length instead (February 28 or 29 days, July 31).
+PER_MONTH = re.compile(
+    r"(?:\s*/\s*|\s+per\s+)(?:months?|mon)\b|\s*\b(?:months?|mon)\s*-\s*1\b", re.IGNORECASE
+)
 # Water depth to mass per area: 1 mm of liquid water is 1 kg m-2.
 WATER_DENSITY = "1000 kg m-3"
 
@@ -75,7 +80,21 @@ def clean_unit(raw: str | None) -> str:
     return text
 
 
-def unit_converter(source: str, target: str) -> tuple[Callable, str]:
+def split_per_month(source: str) -> str | None:
+    """The amount unit of a per-month unit (``kg m-2 month-1`` -> ``kg m-2``), or None."""
+    if not PER_MONTH.search(source):
+        return None
+    amount = PER_MONTH.sub("", source).strip() or "1"
+    try:
+        Unit(amount)
+    except ValueError as err:
+        raise UnitError(f"unit {source!r}: {amount!r} per month is not understood: {err}") from None
+    return amount
+
+
+def unit_converter(
+    source: str, target: str, step: str = "monthly", calendar: str = ""
+) -> tuple[Callable, str]:
     """Return ``(convert, how)``: ``convert(values, step_seconds)`` maps a slab from ``source`` to ``target``.
 
     ``source`` is a cleaned unit. Besides what cf_units converts directly (g to kg, yr-1 to s-1,
@@ -83,8 +102,22 @@ def unit_converter(source: str, target: str) -> tuple[Callable, str]:
     (``mm``, ``mm s-1``) becomes a mass per area through the density of liquid water
     (1 mm = 1 kg m-2), and an amount accumulated over each time step (``mm`` or ``kg m-2`` where
     a flux is wanted) is divided by that step's length in seconds (``step_seconds``: one duration
-    per time step of the slab).
+    per time step of the slab, under the source calendar).
+
+    A per-month unit (``kg m-2 month-1``) is an amount per calendar month: it is divided by each
+    step's own month length, never by udunits' 30.44-day month; on annual steps it is refused.
     """
+    per_month = split_per_month(source)
+    if per_month is not None:
+        if step != "monthly":
+            raise UnitError(f"unit {source!r} is per month, but the time steps are {step}")
+        convert, how = unit_converter(per_month, target, step, calendar)
+        if "per time step" not in how:
+            raise UnitError(f"unit {source!r} (an amount per month) cannot be converted to {target!r}")
+        return (
+            convert,
+            f"amount per calendar month divided by that month's length ({calendar or 'source calendar'}), cf_units",
+        )
     try:
         src, dst = Unit(source), Unit(target)
     except ValueError as err:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import REPO, SCRIPTS, SLURM_QUICK, run_workflow
@@ -54,6 +55,7 @@ def workflow_config(root: Path) -> dict:
         models=["CABLE-POP", "CLM5.0", "ISAM", "VISIT-UT", "LPX", "JULES", "OCN"],
         simulations=["S0", "S1", "S3"],
     )
+    section["ilamb"] = {**section["ilamb"], "config": ""}  # ILAMB runs in test_trendy_ilamb.py
     return {"trendy": section}
 
 
@@ -85,11 +87,16 @@ def test_bad_files_fail_alone_and_the_report_lists_every_file(trendy_root, tmp_p
         and not (models / "OCN_S1").exists()
         and not (models / "JULES_S1").exists()
     )
-    rows = {
-        (r["model"], r["simulation"], r["variable"]): r
-        for r in read_table(tmp_path / "results/trendy/conversions.tsv")
-    }
+    table = read_table(tmp_path / "results/trendy/conversions.tsv")
+    rows = {(r["model"], r["simulation"], r["variable"]): r for r in table if r["status"] in ("ok", "failed")}
     assert len(rows) == 8
+    # every model run without a land fraction or cell area file has a row saying so
+    runs = {(r["model"], r["simulation"]): r for r in read_table(tmp_path / "results/trendy/model_runs.tsv")}
+    assert (
+        runs[("CABLE-POP", "S3")]["sftlf"] == "missing"
+        and "no land fraction" in runs[("CABLE-POP", "S3")]["note"]
+    )
+    assert runs[("ISAM", "S3")]["areacella"] == "missing"
     failed = {key: row["error"] for key, row in rows.items() if row["status"] == "failed"}
     assert set(failed) == {("LPX", "S1", "gpp"), ("JULES", "S1", "gpp"), ("OCN", "S1", "gpp")}
     assert (
@@ -109,6 +116,10 @@ def test_bad_files_fail_alone_and_the_report_lists_every_file(trendy_root, tmp_p
     assert "OCN_S1_gpp.nc" in log and "not understood" in log
     summary = (tmp_path / "results/trendy/SUMMARY.txt").read_text()
     assert "files converted: 5 of 8" in summary
+    # the final check names every failed file in one message
+    check = (tmp_path / "logs/trendy/check.log").read_text()
+    assert all(name in check for name in ["LPX-Bern_S1_gpp.nc", "JULES", "OCN_S1_gpp.nc"])
+    assert not (tmp_path / "results/trendy/check.txt").exists()
 
     # A second run redoes nothing that succeeded: only the failed publish jobs are retried.
     again = run_workflow(
@@ -169,8 +180,11 @@ def test_slurm_runs_grouped_conversions(slurm_cluster, trendy_root, tmp_path):
         extra=SLURM_QUICK,
     )
     assert "trendy_batch" in proc.stdout, "the convert jobs were not submitted as one group"
+    # one sbatch for the three conversions; publish, report and check ran in the head
+    assert proc.stdout.count("has been submitted with SLURM jobid") == 1, proc.stdout
+    assert proc.stdout.count("localrule trendy_publish:") == 3
     rows = read_table(tmp_path / "results/trendy/conversions.tsv")
-    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    assert [r["status"] for r in rows if r["status"] != "no_files"] == ["ok", "ok", "ok"]
     assert os.path.isdir(tmp_path / "results/trendy/MODELS/VISIT-UT_S3")
 
 
@@ -189,3 +203,37 @@ def test_a_rerun_after_a_kill_cleans_the_stage(tmp_path):
     )
     assert status["status"] == "ok"
     assert sorted(p.name for p in stage.iterdir()) == ["gpp.nc", "status.json"]
+
+
+def test_gzipped_source_and_a_replaced_source_are_followed(tmp_path):
+    """A .nc.gz input converts; replacing it (with an older mtime, as rsync -t does) reconverts it."""
+    from dataclasses import replace
+
+    import netCDF4
+
+    base = with_size(next(c for c in quirk_cases() if c.name == "cable_months_since"), 10.0, 1)
+    case = replace(base, gzip=True)
+    root = tmp_path / "TRENDYv13"
+    source = write_case(case, root)
+    config = workflow_config(root)
+    config["trendy"].update(models=["CABLE-POP"], simulations=["S3"], ilamb_check=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    run_workflow(work, config, ["trendy_all"], extra=CORES)
+    output = work / "results/trendy/MODELS/CABLE-POP_S3/gpp.nc"
+    with netCDF4.Dataset(output) as ds:
+        first = ds["gpp"][:]
+    row = next(r for r in read_table(work / "results/trendy/conversions.tsv") if r["variable"] == "gpp")
+    assert row["status"] == "ok" and row["source"].endswith("CABLE-POP_S3_gpp.nc.gz")
+
+    # the modelling group re-uploads the file: twice the values, and an mtime older than our output
+    newer = write_case(replace(case, to_source=lambda x, s: 2.0 * x), tmp_path / "upload")
+    old = source.stat().st_mtime - 86400
+    os.utime(newer, (old, old))
+    os.replace(newer, source)
+    run_workflow(work, config, ["trendy_all"], extra=CORES)
+    with netCDF4.Dataset(output) as ds:
+        second = ds["gpp"][:]
+    assert np.ma.allclose(second, 2.0 * first, rtol=1e-6)
+    again = next(r for r in read_table(work / "results/trendy/conversions.tsv") if r["variable"] == "gpp")
+    assert again["source_sha256"] != row["source_sha256"]
