@@ -14,5 +14,9 @@ if "snakemake" in globals():
     plot_qc(qc, snakemake.output.plot)
     entries = {f"{Path(p).stem} matrix": p for p in snakemake.params.matrices}
     entries.update({"per-run QC table": snakemake.output.qc, "QC plot": snakemake.output.plot})
+    failed = qc[qc["status"] != "ok"]
+    entries["runs"] = f"{len(qc) - len(failed)} quantified, {len(failed)} failed"
+    if len(failed):
+        entries["failed runs (status, error)"] = snakemake.output.qc
     write_summary(snakemake.output.summary, entries)
-    log.info("%d runs summarised", len(qc))
+    log.info("%d runs summarised, %d failed", len(qc), len(failed))

@@ -104,17 +104,42 @@ def quantify_run(
     }
 
 
+def release_fastqs(fastq_dir: Path, keep_in: Path | None) -> str:
+    """Delete the run's FASTQs now (or move them to ``keep_in``, the download's ENA folder, where a
+    retry finds them verified); return the UTC time they left the FASTQ folder."""
+    for path in sorted(fastq_dir.glob("*.fastq.gz")):
+        if keep_in is not None:
+            keep_in.mkdir(parents=True, exist_ok=True)
+            os.replace(path, keep_in / path.name)
+        else:
+            path.unlink()
+    (fastq_dir / "reads.json").unlink(missing_ok=True)  # the disk slot's holder: gone with them
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
 if "snakemake" in globals():
     from common import setup_logging
 
+    from rnaseq import disk_slots
+    from rnaseq.download import failure_record
+    from rnaseq.samples import sheet_from_config
+
     setup_logging(snakemake.log.main)
+    run = snakemake.wildcards.run
+    fastq_dir = Path(snakemake.input.fastq)
+    download = json.loads(Path(snakemake.input.download).read_text())
+    metrics = Path(snakemake.output.metrics)
+    if download.get("status") == "failed":
+        log.info("run %s: its download failed; nothing to quantify", run)
+        write_json(metrics, download)
+        raise SystemExit(0)
     try:
         quant = quantify_run(
-            snakemake.wildcards.run,
-            Path(snakemake.input.fastq),
+            run,
+            fastq_dir,
             Path(snakemake.input.index),
-            Path(snakemake.output.abundance),
-            Path(snakemake.output.run_info),
+            metrics.with_name(f"{run}_abundance.tsv"),
+            metrics.with_name(f"{run}_run_info.json"),
             threads=snakemake.threads,
             fragment_length=float(snakemake.params.fragment_length),
             fragment_sd=float(snakemake.params.fragment_sd),
@@ -122,7 +147,13 @@ if "snakemake" in globals():
             kallisto_log=Path(snakemake.log.kallisto),
         )
     except (QuantError, CommandError) as err:
-        log.error("run %s: %s", snakemake.wildcards.run, err)
-        raise SystemExit(1) from None
-    download = json.loads(Path(snakemake.input.download).read_text())
-    write_json(snakemake.output.metrics, {**download, **quant})
+        log.error("run %s: %s", run, err)
+        keep = Path(snakemake.params.partial) / "ena" if download.get("source") == "ena" else None
+        deleted = release_fastqs(fastq_dir, keep)
+        disk_slots.release(run, Path(snakemake.params.disk_slots))
+        record = failure_record(sheet_from_config(snakemake.config["rnaseq"])[run], str(err), "quant")
+        write_json(metrics, {**download, **record, "fastq_deleted": deleted})
+        raise SystemExit(0) from None  # recorded; rnaseq_check fails the workflow naming the run
+    deleted = release_fastqs(fastq_dir, None)
+    disk_slots.release(run, Path(snakemake.params.disk_slots))
+    write_json(metrics, {**download, **quant, "fastq_deleted": deleted})

@@ -238,3 +238,14 @@ def load_sample_sheet(
     if not runs:
         raise SampleSheetError(f"sample sheet {path}: no runs")
     return runs
+
+
+def sheet_from_config(cfg: dict) -> dict[str, Run]:
+    """The sample sheet the validated ``rnaseq`` config section names."""
+    return load_sample_sheet(
+        cfg["samples"],
+        cfg["transcriptomes"],
+        sources=cfg["sources"],
+        mirror_base=cfg["mirror_base"],
+        default_scheme=cfg["default_scheme"],
+    )
