@@ -216,5 +216,12 @@ rule rnaseq_check:
     localrule: True
     conda:
         "../envs/rnaseq.yaml"
+    params:
+        # the other outputs of rnaseq_qc: dated back with the QC table when a run failed
+        aggregates=[
+            "results/rnaseq/qc/runs_qc.png",
+            "results/rnaseq/merge/metadata.tsv",
+            "results/rnaseq/SUMMARY.txt",
+        ],
     script:
         "../scripts/rnaseq/check.py"

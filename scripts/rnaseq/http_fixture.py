@@ -4,6 +4,12 @@ It serves a folder with ``Range`` support (206 partial content, as ENA's HTTPS s
 optional per-connection bandwidth limit, and injected faults: stall a path after N bytes (the
 connection stays open and silent), a given number of times. Every request is recorded (path,
 range start, bytes sent, start and end time) so tests can check what was fetched again.
+
+Concurrency is counted without timing races: a transfer counts as open from the moment its
+request is read (before any byte goes out) until just before its last block is written, both
+under a lock. That interval lies inside the client's own, so ``max_open`` never exceeds the number
+of transfers the clients really had open at once, however the server's threads are scheduled.
+Transfers with an injected stall are not counted (their end is only seen after the client left).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ class FixtureServer:
         self.chunk = chunk
         self.faults: dict[str, Fault] = {}
         self.requests: list[RequestRecord] = []
+        self.open_now = 0  # transfers between their request and their last block, under _lock
+        self.max_open = 0
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._httpd: http.server.ThreadingHTTPServer | None = None
@@ -115,11 +123,25 @@ class FixtureServer:
                 fault.times -= 1
             else:
                 fault = None
+            counted = fault is None
+            if counted:
+                self.open_now += 1
+                self.max_open = max(self.max_open, self.open_now)
+
+        def close_count():
+            nonlocal counted
+            with self._lock:
+                if counted:
+                    self.open_now -= 1
+                    counted = False
+
         handler.send_response(206 if match else 200)
         if match:
             handler.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         handler.send_header("Content-Length", str(end - start + 1))
         handler.send_header("Accept-Ranges", "bytes")
+        if end < start:
+            close_count()  # an empty body: the headers are the last bytes
         handler.end_headers()
         try:
             with open(target, "rb") as source:
@@ -134,6 +156,8 @@ class FixtureServer:
                     if fault is not None:
                         limit = min(limit, max(1, fault.stall_after - record.sent))
                     block = source.read(min(limit, remaining))
+                    if len(block) >= remaining:
+                        close_count()  # before the last block: the client cannot finish first
                     handler.wfile.write(block)
                     record.sent += len(block)
                     remaining -= len(block)
@@ -144,4 +168,5 @@ class FixtureServer:
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
+            close_count()
             record.end = time.time()

@@ -36,6 +36,7 @@ COLUMNS = [
 GOOD = {"SRR20": "paired", "SRR21": "single", "SRR22": "paired", "SRR23": "paired", "SRR24": "single"}
 BAD = {"SRR30": "wrong MD5", "SRR31": "truncated gzip", "SRR32": "stall", "SRR33": "zero reads"}
 CAPS = {"download_slots": 2, "quant_slots": 1}
+ON_DISK = 2  # rnaseq.download.max_runs_on_disk: below download + quant slots, so it binds
 
 
 def md5(path: Path) -> str:
@@ -140,7 +141,12 @@ def workflow_config(batch, sheet: Path, server) -> dict:
             "transcriptomes": {SPECIES: str(batch["root"] / "tx.fa")},
             "sources": ["ena", "sra"],  # prefetch would need NCBI
             "mirror_base": server.url("mirror"),
-            "download": {"attempt_timeout_s": 60, "stall_timeout_s": 2, "retries": 1},
+            "download": {
+                "attempt_timeout_s": 60,
+                "stall_timeout_s": 2,
+                "retries": 1,
+                "max_runs_on_disk": ON_DISK,
+            },
         }
     }
 
@@ -161,7 +167,7 @@ def test_batch_with_broken_runs_then_rerun(batch, tmp_path):
         results = workdir / "results" / "rnaseq"
         for run in GOOD:
             assert (results / "quant" / run / f"{run}_abundance.tsv").exists(), first.stdout[-3000:]
-            assert not (results / "fastq" / run).exists(), "FASTQs go once quantified"
+            assert not list((results / "fastq").glob(f"{run}/*")), "FASTQs go once quantified"
         expected = {
             "SRR30": "does not match the archive's",
             "SRR31": "gzip integrity check failed",
@@ -169,9 +175,31 @@ def test_batch_with_broken_runs_then_rerun(batch, tmp_path):
             "SRR33": "the FASTQ holds zero reads",
         }
         for run, message in expected.items():
-            assert not (results / "quant" / run).exists()
+            assert not (results / "quant" / run / f"{run}_abundance.tsv").exists()
+            assert not (results / "quant" / run / f"{run}_metrics.json").exists(), "cleared for the rerun"
             log = (workdir / "logs" / "rnaseq" / "download" / f"{run}.log").read_text()
             assert f"run {run}: every source failed" in log and message in log, log
+            # the final check names the run, its stage and its error
+            assert f"run {run} failed at download: run {run}: every source failed" in first.stdout
+            # both attempts' lines are kept, numbered
+            history = (workdir / "logs" / "rnaseq" / "download" / f"{run}.history.log").read_text()
+            for attempt in (1, 2):
+                assert f" attempt {attempt} ERROR run {run}: every source failed" in history, history
+
+        # one failed run blocks nothing: matrices, metadata and QC cover every run that succeeded
+        est = pd.read_csv(
+            results / "merge" / SPECIES / f"{SPECIES}_est_counts.tsv", sep="\t", index_col="target_id"
+        )
+        assert sorted(est.columns) == sorted(GOOD)
+        qc = pd.read_csv(results / "qc" / "runs_qc.tsv", sep="\t", keep_default_na=False).set_index("run")
+        assert sorted(qc.index) == sorted([*GOOD, *BAD])
+        assert (qc.loc[list(GOOD), "status"] == "ok").all() and (qc.loc[list(GOOD), "error"] == "").all()
+        for run in expected:
+            assert qc.loc[run, "status"] == "failed" and qc.loc[run, "failed_stage"] == "download"
+            assert qc.loc[run, "error"].startswith(f"run {run}: every source failed")
+        meta = pd.read_csv(results / "merge" / "metadata.tsv", sep="\t")
+        assert sorted(meta["run"]) == sorted(GOOD)
+        assert not (results / "rnaseq_check.txt").exists()
 
         metrics = {
             run: json.loads((results / "quant" / run / f"{run}_metrics.json").read_text()) for run in GOOD
@@ -179,16 +207,26 @@ def test_batch_with_broken_runs_then_rerun(batch, tmp_path):
         assert metrics["SRR22"]["source"] == "sra"
         assert all("/mirror/ena/" in url for url in metrics["SRR23"]["urls"])
         assert all("/mirror/" not in url for url in metrics["SRR20"]["urls"])
-        # the caps held: downloads seen by the server and by the jobs; kallisto runs by the jobs
-        connections = [
-            (r.start, r.end) for r in server.requests if r.end is not None and "SRR32" not in r.path
-        ]
+        # the caps held: transfers counted by the server (open from the request to before the last
+        # block, under a lock, so inside the client's own transfer); downloads and kallisto runs
+        # by the jobs' own start and end
         downloads = [(iso(m["download_start"]), iso(m["download_end"])) for m in metrics.values()]
         quants = [(iso(m["quant_start"]), iso(m["quant_end"])) for m in metrics.values()]
         # (transfers take ~2 s at this rate, so with 9 runs queued the cap is reached, not only kept)
-        assert max_overlap(connections) == CAPS["download_slots"]
+        assert server.max_open == CAPS["download_slots"]
         assert max_overlap(downloads) <= CAPS["download_slots"]
         assert max_overlap(quants) <= CAPS["quant_slots"]
+        # disk: a run's FASTQs exist from its disk slot (taken before the first byte) until the
+        # quantification deleted them; at most ON_DISK runs, so at most ON_DISK runs' bytes
+        on_disk = [(iso(m["disk_slot_start"]), iso(m["fastq_deleted"])) for m in metrics.values()]
+        assert max_overlap(on_disk) <= ON_DISK
+        for start, _ in on_disk:
+            present = [
+                m["fastq_bytes"]
+                for m in metrics.values()
+                if iso(m["disk_slot_start"]) <= start < iso(m["fastq_deleted"])
+            ]
+            assert sum(present) <= ON_DISK * max(m["fastq_bytes"] for m in metrics.values())
         stamps = {run: (results / "quant" / run / f"{run}_metrics.json").stat().st_mtime for run in GOOD}
 
         # fix the sheet and the server: only the broken runs run again; the stalled one resumes
@@ -201,6 +239,8 @@ def test_batch_with_broken_runs_then_rerun(batch, tmp_path):
     for run in GOOD:
         assert (results / "quant" / run / f"{run}_metrics.json").stat().st_mtime == stamps[run]
     assert not list((results / "fastq").glob("*")) if (results / "fastq").exists() else True
+    assert (results / "rnaseq_check.txt").read_text().startswith("9 runs, every one quantified")
+    assert not (results / "partial").exists(), "nothing left once every run succeeded"
 
     est = pd.read_csv(
         results / "merge" / SPECIES / f"{SPECIES}_est_counts.tsv", sep="\t", index_col="target_id"
@@ -211,6 +251,7 @@ def test_batch_with_broken_runs_then_rerun(batch, tmp_path):
         assert np.corrcoef(truth, est[run])[0, 1] >= 0.99, run
     qc = pd.read_csv(results / "qc" / "runs_qc.tsv", sep="\t")
     assert (qc["n_processed"] == 5000).all() and (qc["spots"] == 5000).all()
+    assert (qc["status"] == "ok").all()
     assert (results / "qc" / "runs_qc.png").stat().st_size > 10_000
     meta = pd.read_csv(results / "merge" / "metadata.tsv", sep="\t")
     assert list(meta.columns)[:2] == ["run", "scientific_name"] and "mapping_rate" in meta
