@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SLURM_QUICK, run_workflow
+from conftest import REPO, SLURM_QUICK, run_workflow
 from rnaseq.http_fixture import Fault, FixtureServer
 from rnaseq.simulate import make_transcriptome, random_abundances, simulate_reads, write_fasta
 from rnaseq.sra import build_sra
@@ -298,3 +298,36 @@ def test_two_runs_through_slurm(batch, tmp_path, slurm_cluster):
     qc = pd.read_csv(results / "qc" / "runs_qc.tsv", sep="\t")
     assert sorted(qc["run"]) == ["SRR20", "SRR21"] and (qc["n_processed"] == 5000).all()
     assert not (results / "fastq").exists() or not list((results / "fastq").iterdir())
+
+
+def test_a_users_config_with_its_own_species_runs_without_the_examples(batch, tmp_path):
+    """A --configfile naming its own species and sheet, in a folder without examples/: the bundled
+    example's species (merged in from config/config.yaml by Snakemake) is not required."""
+    with FixtureServer(batch["serve"]) as server:
+        rows = [r for r in sheet_rows(server, batch["serve"], broken=False) if r["run"] in ("SRR20", "SRR21")]
+        sheet = tmp_path / "mine.tsv"
+        columns = [*COLUMNS, "scientific_name"]
+        sheet.write_text(
+            "\t".join(columns)
+            + "\n"
+            + "".join("\t".join([*(r[c] for c in COLUMNS), "Mus_testus"]) + "\n" for r in rows)
+        )
+        config = {
+            "rnaseq": {
+                "enabled": True,
+                "samples": str(sheet),
+                "transcriptomes": {"Mus_testus": str(batch["root"] / "tx.fa")},
+                "sources": ["ena"],
+            }
+        }
+        # a fresh clone's folder: the bundled config/config.yaml (whose rnaseq.transcriptomes
+        # Snakemake merges with the user's) and no examples/
+        workdir = tmp_path / "work"
+        shutil.copytree(REPO / "config", workdir / "config")
+        assert "Formica_simulata" in (workdir / "config" / "config.yaml").read_text()
+        assert not (workdir / "examples").exists()
+        run_workflow(workdir, config, ["rnaseq_all"], extra=["--cores", "2"])
+    merge = workdir / "results" / "rnaseq" / "merge"
+    assert sorted(p.name for p in merge.iterdir() if p.is_dir()) == ["Mus_testus"]
+    tpm = pd.read_csv(merge / "Mus_testus" / "Mus_testus_tpm.tsv", sep="\t")
+    assert list(tpm.columns) == ["target_id", "SRR20", "SRR21"]
