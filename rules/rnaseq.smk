@@ -8,6 +8,7 @@
 # fails the workflow naming the failed runs (and clears their records, so the next run redoes them).
 import functools
 
+from rnaseq.ena import ResolveError
 from rnaseq.samples import RUN_PATTERN, SampleSheetError, sheet_from_config
 
 RNASEQ = config["rnaseq"]
@@ -16,10 +17,13 @@ RNASEQ = config["rnaseq"]
 @functools.cache
 def rnaseq_sheet():
     """The sample sheet's runs by accession; read once per Snakemake process."""
-    require_path("rnaseq.samples", RNASEQ["samples"], "sample sheet")
+    if RNASEQ["accessions"]:
+        require_path("rnaseq.accessions", RNASEQ["accessions"], "accession list")
+    else:
+        require_path("rnaseq.samples", RNASEQ["samples"], "sample sheet")
     try:
         runs = sheet_from_config(RNASEQ)
-    except SampleSheetError as err:
+    except (SampleSheetError, ResolveError) as err:
         raise WorkflowError(str(err)) from None
     # only the species the sheet names: a --configfile's transcriptomes are merged into the
     # bundled example's, whose FASTA a fresh clone does not have

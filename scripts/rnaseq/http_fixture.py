@@ -5,6 +5,11 @@ optional per-connection bandwidth limit, and injected faults: stall a path after
 connection stays open and silent), a given number of times. Every request is recorded (path,
 range start, bytes sent, start and end time) so tests can check what was fetched again.
 
+It also answers ENA's portal API ``/ena/portal/api/filereport?accession=..&fields=..`` from
+recorded records (``filereports``: accession -> rows), as ENA does: tab-separated, a header of the
+requested fields, one line per run; 204 and no body when the accession has no run, 400 with a
+JSON message for an accession it does not know.
+
 Concurrency is counted without timing races: a transfer counts as open from the moment its
 request is read (before any byte goes out) until just before its last block is written, both
 under a lock. That interval lies inside the client's own, so ``max_open`` never exceeds the number
@@ -15,10 +20,12 @@ Transfers with an injected stall are not counted (their end is only seen after t
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +54,7 @@ class FixtureServer:
         self.chunk = chunk
         self.faults: dict[str, Fault] = {}
         self.requests: list[RequestRecord] = []
+        self.filereports: dict[str, list[dict]] = {}
         self.open_now = 0  # transfers between their request and their last block, under _lock
         self.max_open = 0
         self._lock = threading.Lock()
@@ -97,8 +105,37 @@ class FixtureServer:
             return [r for r in self.requests if r.path == "/" + relpath.lstrip("/")]
 
     # -------------------------------------------------------------- serving
+    def _filereport(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(handler.path).query)
+        accession = query.get("accession", [""])[0]
+        fields = query.get("fields", ["run_accession"])[0].split(",")
+        with self._lock:
+            self.requests.append(RequestRecord(handler.path, 0, end=time.time()))
+            rows = self.filereports.get(accession)
+        if rows is None:
+            body = json.dumps({"message": f"Invalid accession: {accession}"}).encode()
+            handler.send_response(400)
+            handler.send_header("Content-Type", "application/json")
+        elif not rows:
+            handler.send_response(204)
+            handler.end_headers()
+            return
+        else:
+            if "run_accession" not in fields:
+                fields = ["run_accession", *fields]
+            lines = ["\t".join(fields)] + ["\t".join(str(r.get(f, "")) for f in fields) for r in rows]
+            body = ("\n".join(lines) + "\n").encode()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
     def _serve(self, handler: http.server.BaseHTTPRequestHandler) -> None:
         path = handler.path.split("?", 1)[0]
+        if path == "/ena/portal/api/filereport":
+            self._filereport(handler)
+            return
         target = (self.root / path.lstrip("/")).resolve()
         if self.root.resolve() not in target.parents or not target.is_file():
             handler.send_error(404)

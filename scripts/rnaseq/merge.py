@@ -88,11 +88,12 @@ def qc_table(metrics_files: list[str | os.PathLike]) -> pd.DataFrame:
     return table[QC_COLUMNS].sort_values("run").reset_index(drop=True)
 
 
-def amalgkit_metadata(qc: pd.DataFrame) -> pd.DataFrame:
+def amalgkit_metadata(qc: pd.DataFrame, extra: dict[str, dict] | None = None) -> pd.DataFrame:
     """The columns of amalgkit's ``merge/metadata.tsv`` that this workflow knows (runs that
-    succeeded: the runs of the matrices)."""
+    succeeded: the runs of the matrices), then ``extra`` (run -> the sheet's other columns, e.g.
+    a filereport's study_accession)."""
     qc = qc[qc["status"] == "ok"]
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "run": qc["run"],
             "scientific_name": qc["species"],
@@ -101,7 +102,12 @@ def amalgkit_metadata(qc: pd.DataFrame) -> pd.DataFrame:
             "total_spots": qc["spots"],
             "mapping_rate": qc["p_pseudoaligned"],
         }
-    )
+    ).reset_index(drop=True)
+    if extra:
+        other = pd.DataFrame([extra.get(run, {}) for run in table["run"]])
+        other = other.drop(columns=[c for c in other.columns if c in table.columns])
+        table = pd.concat([table, other], axis=1)
+    return table
 
 
 def plot_qc(qc: pd.DataFrame, path: str | os.PathLike) -> None:

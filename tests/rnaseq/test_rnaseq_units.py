@@ -431,3 +431,79 @@ def test_attempt_history_numbers_every_attempt(tmp_path):
 def _run_header(header, rows, tmp_path):
     sheet = write_sheet(tmp_path, rows, header=header)
     return load_sample_sheet(sheet, TX, sources=["ena"])
+
+
+# ----------------------------------------------------------------------------- accessions (ENA filereport)
+
+
+def _record(run, sample, study, files, layout, species="Formica simulata", read_count=8000):
+    """One run as ENA's filereport describes it (paths without scheme, ';'-separated)."""
+    return {
+        "run_accession": run,
+        "sample_accession": sample,
+        "study_accession": study,
+        "fastq_ftp": ";".join(f"ftp.sra.ebi.ac.uk/vol1/fastq/{run[:6]}/{run}/{f.name}" for f in files),
+        "fastq_md5": ";".join(md5(f) for f in files),
+        "fastq_bytes": ";".join(str(f.stat().st_size) for f in files),
+        "library_layout": layout,
+        "scientific_name": species,
+        "read_count": str(read_count),
+        "instrument_model": "Illumina NovaSeq 6000",
+    }
+
+
+def test_accessions_resolve_through_filereport_once(dataset, tmp_path):
+    from rnaseq.ena import ResolveError, resolve
+
+    root = dataset["root"]
+    srr10 = _record(
+        "SRR10", "SAMN1", "PRJNA9", [root / "SRR10_1.fastq.gz", root / "SRR10_2.fastq.gz"], "PAIRED"
+    )
+    srr11 = _record("SRR11", "SAMN2", "PRJNA9", [root / "SRR11.fastq.gz"], "SINGLE")
+    with FixtureServer(root) as server:
+        server.filereports.update(
+            {"PRJNA9": [srr10, srr11], "SRR11": [srr11], "SAMN1": [srr10], "SRP404": []}
+        )
+        portal = server.url("ena/portal/api")
+        sheet = resolve(["PRJNA9", "SRR11", "SAMN1"], portal, tmp_path / "filereport.tsv")
+        asked = len(server.requests)
+        resolve(["PRJNA9", "SRR11", "SAMN1"], portal, tmp_path / "filereport.tsv")
+        assert len(server.requests) == asked, "a resolved list is read from its file, not asked again"
+        query = server.requests[0].path
+        with pytest.raises(ResolveError) as info:
+            resolve(["PRJNA9", "SRR99", "SRP404"], portal, tmp_path / "other.tsv")
+    for field in (
+        "result=read_run",
+        "fastq_ftp",
+        "fastq_md5",
+        "fastq_bytes",
+        "library_layout",
+        "scientific_name",
+    ):
+        assert field in query
+    assert "accession SRR99: HTTP 400" in str(info.value) and "Invalid accession: SRR99" in str(info.value)
+    assert "accession SRP404: ENA lists no runs" in str(info.value)
+    runs = load_sample_sheet(sheet, TX, mirror_base="http://mirror.local/")
+    assert list(runs) == ["SRR10", "SRR11"]  # SRR11 and SAMN1's run once each
+    assert runs["SRR10"].paired and runs["SRR10"].sample == "SAMN1" and runs["SRR11"].layout == "single"
+    assert runs["SRR11"].species == "Formica_simulata" and runs["SRR11"].read_count == 8000
+    assert runs["SRR10"].metadata["study_accession"] == "PRJNA9"
+    assert (
+        runs["SRR10"].fastq[0].locations[0].url
+        == "http://mirror.local/vol1/fastq/SRR10/SRR10/SRR10_1.fastq.gz"
+    )
+
+
+def test_a_pasted_filereport_is_a_sample_sheet(dataset, tmp_path):
+    root = dataset["root"]
+    record = _record("SRR11", "SAMEA7", "PRJEB1", [root / "SRR11.fastq.gz"], "SINGLE", species="Homo sapiens")
+    sheet = tmp_path / "filereport_read_run_PRJEB1_tsv.txt"
+    sheet.write_text("\t".join(record) + "\n" + "\t".join(record.values()) + "\n")
+    run = load_sample_sheet(sheet, {"Homo_sapiens": "hs.fa"})["SRR11"]
+    assert (run.species, run.layout, run.sample) == ("Homo_sapiens", "single", "SAMEA7")
+    assert run.metadata == {
+        "sample_accession": "SAMEA7",
+        "study_accession": "PRJEB1",
+        "instrument_model": "Illumina NovaSeq 6000",
+    }
+    assert run.fastq[0].size == (root / "SRR11.fastq.gz").stat().st_size
