@@ -331,3 +331,54 @@ def test_a_users_config_with_its_own_species_runs_without_the_examples(batch, tm
     assert sorted(p.name for p in merge.iterdir() if p.is_dir()) == ["Mus_testus"]
     tpm = pd.read_csv(merge / "Mus_testus" / "Mus_testus_tpm.tsv", sep="\t")
     assert list(tpm.columns) == ["target_id", "SRR20", "SRR21"]
+
+
+def test_start_from_accessions_resolved_by_the_loopback_ena(batch, tmp_path):
+    """A project and a run accession resolved through filereport; the FASTQs come from the mirror."""
+    serve = batch["serve"]
+
+    def record(run, sample, layout):
+        names = [f"{run}_1.fastq.gz", f"{run}_2.fastq.gz"] if layout == "PAIRED" else [f"{run}.fastq.gz"]
+        return {
+            "run_accession": run,
+            "sample_accession": sample,
+            "study_accession": "PRJNA20",
+            "fastq_ftp": ";".join(f"ftp.sra.ebi.ac.uk/ena/{n}" for n in names),
+            "fastq_md5": ";".join(md5(serve / "ena" / n) for n in names),
+            "fastq_bytes": ";".join(str((serve / "ena" / n).stat().st_size) for n in names),
+            "library_layout": layout,
+            "scientific_name": "Formica simulata",
+            "read_count": "5000",
+        }
+
+    accessions = tmp_path / "accessions.txt"
+    accessions.write_text("# what the lab asked for\nPRJNA20\nSRR24\n")
+    with FixtureServer(serve) as server:
+        server.filereports = {
+            "PRJNA20": [record("SRR20", "SAMN20", "PAIRED"), record("SRR21", "SAMN21", "SINGLE")],
+            "SRR24": [record("SRR24", "SAMN24", "SINGLE")],
+        }
+        config = {
+            "rnaseq": {
+                "enabled": True,
+                "accessions": str(accessions),
+                "ena_portal": server.url("ena/portal/api"),
+                "mirror_base": server.url(""),
+                "transcriptomes": {SPECIES: str(batch["root"] / "tx.fa")},
+                "sources": ["ena"],
+                "quant": {"fragment_length": 250, "fragment_sd": 25},
+            }
+        }
+        run_workflow(tmp_path / "work", config, ["rnaseq_all"], extra=["--cores", "2"])
+        asked = [r.path for r in server.requests if r.path.startswith("/ena/portal/api/filereport")]
+    assert len(asked) == 2, "each accession asked once; later parses read the resolved sheet"
+    results = tmp_path / "work" / "results" / "rnaseq"
+    est = pd.read_csv(
+        results / "merge" / SPECIES / f"{SPECIES}_est_counts.tsv", sep="\t", index_col="target_id"
+    )
+    assert sorted(est.columns) == ["SRR20", "SRR21", "SRR24"]
+    for run in est.columns:
+        truth = [batch["truth"][run][t] for t in est.index]
+        assert np.corrcoef(truth, est[run])[0, 1] >= 0.99, run
+    meta = pd.read_csv(results / "merge" / "metadata.tsv", sep="\t").set_index("run")
+    assert meta.loc["SRR21", "sample"] == "SAMN21" and (meta["study_accession"] == "PRJNA20").all()
