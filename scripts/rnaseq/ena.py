@@ -29,7 +29,7 @@ log = logging.getLogger("hpcpipe")
 
 FIELDS = [
     "run_accession", "sample_accession", "study_accession", "fastq_ftp", "fastq_md5", "fastq_bytes",
-    "library_layout", "scientific_name", "read_count",
+    "library_layout", "scientific_name", "read_count", "sra_ftp", "sra_md5", "sra_bytes",
 ]  # fmt: skip
 ACCESSION = r"(PRJ[EDN][A-Z][0-9]+|[EDS]R[APRSX][0-9]+|SAM[EDN][A-Z]?[0-9]+)"
 

@@ -93,7 +93,10 @@ def from_filereport(row: dict, known: set[str]) -> tuple[dict, dict]:
     mapped.setdefault("sample", row.get("sample_accession", "") or mapped["run"])
     if "layout" not in mapped and row.get("library_layout"):
         mapped["layout"] = row["library_layout"].lower()
-    extra = {k: v for k, v in row.items() if k not in known and k not in ("run_accession", "library_layout")}
+    if "sra_url" not in mapped and row.get("sra_ftp"):
+        mapped["sra_url"] = row["sra_ftp"]
+    used = ("run_accession", "library_layout", "sra_ftp")
+    extra = {k: v for k, v in row.items() if k not in known and k not in used}
     return mapped, extra
 
 
