@@ -50,6 +50,11 @@ def rnaseq_matrices():
         f"results/rnaseq/merge/{s}/{s}_{quantity}.tsv"
         for s in species
         for quantity in ("est_counts", "tpm", "eff_length")
+    ] + [
+        f"results/rnaseq/merge/{s}/{s}_gene_{quantity}.tsv"
+        for s in species
+        if s in RNASEQ["tx2gene"]
+        for quantity in ("est_counts", "tpm")
     ]
 
 
@@ -86,6 +91,7 @@ rule rnaseq_index:
         "../envs/rnaseq.yaml"
     params:
         kmer=RNASEQ["quant"]["kmer"],
+        kallisto=RNASEQ["quant"]["kallisto"],
     script:
         "../scripts/rnaseq/index.py"
 
@@ -151,6 +157,11 @@ rule rnaseq_quant:
         fragment_sd=lambda wc: rnaseq_run(wc.run).fragment_sd
         or RNASEQ["quant"]["fragment_sd"],
         timeout=RNASEQ["quant"]["timeout_s"],
+        # the science of the estimates: a change redoes the runs (the FASTQs are fetched again)
+        kallisto=[
+            RNASEQ["quant"][key]
+            for key in ("kallisto", "strandedness", "bootstraps", "seed", "extra_args")
+        ],
         partial=lambda wc: f"results/rnaseq/partial/{wc.run}",
         disk_slots="results/rnaseq/disk_slots",
     script:
@@ -177,6 +188,29 @@ rule rnaseq_merge:
         "../envs/rnaseq.yaml"
     script:
         "../scripts/rnaseq/merge.py"
+
+
+rule rnaseq_genes:
+    input:
+        est_counts="results/rnaseq/merge/{species}/{species}_est_counts.tsv",
+        tpm="results/rnaseq/merge/{species}/{species}_tpm.tsv",
+        tx2gene=lambda wc: require_path(
+            f"rnaseq.tx2gene.{wc.species}",
+            RNASEQ["tx2gene"][wc.species],
+            "tx2gene table",
+        ),
+    output:
+        est_counts="results/rnaseq/merge/{species}/{species}_gene_est_counts.tsv",
+        tpm="results/rnaseq/merge/{species}/{species}_gene_tpm.tsv",
+    log:
+        "logs/rnaseq/genes/{species}.log",
+    wildcard_constraints:
+        species=SAFE_NAME,
+    localrule: True
+    conda:
+        "../envs/rnaseq.yaml"
+    script:
+        "../scripts/rnaseq/genes.py"
 
 
 rule rnaseq_qc:

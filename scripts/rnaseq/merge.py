@@ -69,6 +69,29 @@ def merge_abundances(abundances: dict[str, str | os.PathLike]) -> dict[str, pd.D
     return result
 
 
+def read_tx2gene(path: str | os.PathLike, transcripts: set[str]) -> pd.Series:
+    """transcript -> gene from the first two columns of a TSV; a first line naming no transcript of
+    the index is a header. Raises MergeError naming transcripts the table lacks."""
+    table = pd.read_csv(path, sep="\t", header=None, usecols=[0, 1], dtype=str, comment="#")
+    if len(table) and table.iloc[0, 0] not in transcripts:
+        table = table.iloc[1:]
+    mapping = table.set_index(0)[1]
+    missing = sorted(transcripts - set(mapping.index))
+    if missing:
+        raise MergeError(
+            f"{path}: {len(missing)} transcript(s) of the index have no gene, e.g. {', '.join(missing[:3])}"
+        )
+    return mapping
+
+
+def gene_matrix(matrix: pd.DataFrame, tx2gene: pd.Series) -> pd.DataFrame:
+    """Sum a transcripts x runs matrix into genes x runs (est_counts and TPM add up by gene)."""
+    values = matrix.set_index("target_id")
+    genes = values.groupby(tx2gene.reindex(values.index).to_numpy()).sum().sort_index()
+    genes.index.name = "gene_id"
+    return genes.reset_index()
+
+
 def write_matrices(matrices: dict[str, pd.DataFrame], outputs: dict[str, str | os.PathLike]) -> None:
     for key, path in outputs.items():
         write_table(matrices[key], path)

@@ -281,23 +281,38 @@ def test_hostile_sheet_stops_before_any_job(batch, tmp_path):
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_two_runs_through_slurm(batch, tmp_path, slurm_cluster):
-    """The same rules as sbatch jobs: the global caps and the loopback server work from SLURM."""
-    with FixtureServer(batch["serve"]) as server:
+    """The same rules as sbatch jobs: the global caps and the disk slots hold across SLURM jobs.
+
+    With every cap at 1 the two runs must not overlap anywhere: not in the server's transfers
+    (counted under its lock), not in the jobs' own download and kallisto intervals, and not in
+    the time their FASTQs were on disk. Transfers take ~2 s at this rate, so without the caps the
+    two downloads would overlap.
+    """
+    with FixtureServer(batch["serve"], rate=500_000) as server:
         rows = [r for r in sheet_rows(server, batch["serve"], broken=False) if r["run"] in ("SRR20", "SRR21")]
         sheet = tmp_path / "samples.tsv"
         write_sheet(sheet, rows)
         config = workflow_config(batch, sheet, server)
+        config["rnaseq"]["download"]["max_runs_on_disk"] = 1
         run_workflow(
             tmp_path / "work",
             config,
             ["rnaseq_all"],
             profile="slurm",
-            extra=SLURM_QUICK,
+            extra=[*SLURM_QUICK, "--resources", "download_slots=1", "quant_slots=1"],
         )
+        transfers_at_once = server.max_open
     results = tmp_path / "work" / "results" / "rnaseq"
     qc = pd.read_csv(results / "qc" / "runs_qc.tsv", sep="\t")
     assert sorted(qc["run"]) == ["SRR20", "SRR21"] and (qc["n_processed"] == 5000).all()
     assert not (results / "fastq").exists() or not list((results / "fastq").iterdir())
+    metrics = [
+        json.loads((results / "quant" / r / f"{r}_metrics.json").read_text()) for r in ("SRR20", "SRR21")
+    ]
+    assert transfers_at_once == 1
+    assert max_overlap([(iso(m["download_start"]), iso(m["download_end"])) for m in metrics]) == 1
+    assert max_overlap([(iso(m["quant_start"]), iso(m["quant_end"])) for m in metrics]) == 1
+    assert max_overlap([(iso(m["disk_slot_start"]), iso(m["fastq_deleted"])) for m in metrics]) == 1
 
 
 def test_a_users_config_with_its_own_species_runs_without_the_examples(batch, tmp_path):
