@@ -507,3 +507,65 @@ def test_a_pasted_filereport_is_a_sample_sheet(dataset, tmp_path):
         "instrument_model": "Illumina NovaSeq 6000",
     }
     assert run.fastq[0].size == (root / "SRR11.fastq.gz").stat().st_size
+
+
+# ----------------------------------------------------------------------------- kallisto options, genes
+
+
+def test_kallisto_options_reach_the_command(tmp_path):
+    from rnaseq.quantify import KallistoOptions, kallisto_command
+
+    options = KallistoOptions(
+        binary="/opt/kallisto-0.52/kallisto",
+        strandedness="rf-stranded",
+        bootstraps=30,
+        seed=7,
+        extra_args=["--single-overhang"],
+    )
+    cmd = [
+        str(c) for c in kallisto_command(Path("i"), Path("o"), [Path("r.fq.gz")], False, 2, 250, 25, options)
+    ]
+    assert cmd[0] == "/opt/kallisto-0.52/kallisto" and cmd[-1] == "r.fq.gz"
+    for flags in (
+        ["--rf-stranded"],
+        ["-b", "30", "--seed", "7"],
+        ["--single-overhang"],
+        ["-l", "250", "-s", "25"],
+    ):
+        at = cmd.index(flags[0])
+        assert cmd[at : at + len(flags)] == flags
+    plain = [str(c) for c in kallisto_command(Path("i"), Path("o"), [Path("a"), Path("b")], True, 1, 0, 0)]
+    assert "-b" not in plain and "--fr-stranded" not in plain and "--single" not in plain
+
+
+def test_bootstraps_without_hdf5_fail_naming_the_fix(dataset, tmp_path):
+    from rnaseq.quantify import KallistoOptions
+
+    folder = _fastq_dir(dataset, tmp_path, "SRR10", "paired", 8000)
+    with pytest.raises(QuantError, match="wrote no abundance.h5 for 5 bootstraps"):
+        quantify_run(
+            "SRR10",
+            folder,
+            dataset["root"] / "tx.idx",
+            tmp_path / "SRR10_abundance.tsv",
+            tmp_path / "SRR10_run_info.json",
+            options=KallistoOptions(bootstraps=5),  # Debian's 0.48 has no HDF5
+        )
+    assert not (tmp_path / "SRR10_abundance.tsv").exists()
+
+
+def test_gene_matrices_sum_transcripts_by_gene(tmp_path):
+    from rnaseq.merge import gene_matrix, read_tx2gene
+
+    head = "target_id\tlength\teff_length\test_counts\ttpm\n"
+    a = tmp_path / "a.tsv"
+    a.write_text(head + "t1\t100\t50\t10\t100\nt2\t100\t50\t20\t200\nt3\t100\t50\t5\t700\n")
+    matrices = merge_abundances({"SRR1": a})
+    table = tmp_path / "tx2gene.tsv"
+    table.write_text("transcript_id\tgene_id\nt1\tg1\nt2\tg1\nt3\tg2\n")
+    tx2gene = read_tx2gene(table, {"t1", "t2", "t3"})
+    counts = gene_matrix(matrices["est_counts"], tx2gene).set_index("gene_id")["SRR1"]
+    tpm = gene_matrix(matrices["tpm"], tx2gene).set_index("gene_id")["SRR1"]
+    assert counts.to_dict() == {"g1": 30, "g2": 5} and tpm.to_dict() == {"g1": 300, "g2": 700}
+    with pytest.raises(MergeError, match="1 transcript\\(s\\) of the index have no gene, e.g. t4"):
+        read_tx2gene(table, {"t1", "t2", "t3", "t4"})
