@@ -64,6 +64,7 @@ def rnaseq_targets():
         "results/rnaseq/qc/runs_qc.png",
         "results/rnaseq/merge/metadata.tsv",
         "results/rnaseq/SUMMARY.txt",
+        "results/rnaseq/qc/multiqc_report.html",
         "results/rnaseq/rnaseq_check.txt",
     ]
 
@@ -239,6 +240,26 @@ rule rnaseq_qc:
         matrices=lambda wc: rnaseq_matrices(),
     script:
         "../scripts/rnaseq/qc.py"
+
+
+rule rnaseq_multiqc:
+    input:
+        metrics=lambda wc: rnaseq_metrics(rnaseq_sheet()),
+    output:
+        html=report(
+            "results/rnaseq/qc/multiqc_report.html",
+            category="rnaseq",
+            labels={"report": "MultiQC: kallisto per run"},
+        ),
+    log:
+        "logs/rnaseq/multiqc.log",
+    localrule: True
+    conda:
+        "../envs/rnaseq.yaml"
+    params:
+        logs="logs/rnaseq/quant",
+    script:
+        "../scripts/rnaseq/multiqc_report.py"
 
 
 # Last: fails the workflow naming every failed run, after the matrices and tables of the others

@@ -15,6 +15,8 @@ request is read (before any byte goes out) until just before its last block is w
 under a lock. That interval lies inside the client's own, so ``max_open`` never exceeds the number
 of transfers the clients really had open at once, however the server's threads are scheduled.
 Transfers with an injected stall are not counted (their end is only seen after the client left).
+With ``gather = n``, the first transfers hold their body until n are open at once (or ``gather_s``
+passed), so a test sees a cap reached by waiting for that state, not by hoping the timing works.
 """
 
 from __future__ import annotations
@@ -55,9 +57,12 @@ class FixtureServer:
         self.faults: dict[str, Fault] = {}
         self.requests: list[RequestRecord] = []
         self.filereports: dict[str, list[dict]] = {}
+        self.gather = 0  # hold the first transfers until this many are open at once (0: off)
+        self.gather_s = 60.0
         self.open_now = 0  # transfers between their request and their last block, under _lock
         self.max_open = 0
         self._lock = threading.Lock()
+        self._opened = threading.Condition(self._lock)
         self._closing = threading.Event()
         self._httpd: http.server.ThreadingHTTPServer | None = None
 
@@ -164,6 +169,11 @@ class FixtureServer:
             if counted:
                 self.open_now += 1
                 self.max_open = max(self.max_open, self.open_now)
+                self._opened.notify_all()
+                if self.gather:
+                    # a cap never reached shows in max_open; the transfers then go on
+                    self._opened.wait_for(lambda: self.open_now >= self.gather, self.gather_s)
+                    self.gather = 0
 
         def close_count():
             nonlocal counted
