@@ -7,6 +7,7 @@ worth reading and are left out (``qc/runs_qc.tsv`` lists them).
 
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,7 +30,8 @@ def multiqc_report(metrics_files: list, logs: Path, html: Path, timeout: float =
             names.append(f"{first}\t{run}\n")
         (tmp / "names.tsv").write_text("".join(names))
         run_command(
-            ["multiqc", "--module", "kallisto", "--replace-names", tmp / "names.tsv", "--force",
+            # the module of this Python, the venv's: a plain `multiqc` may not be on PATH
+            [sys.executable, "-m", "multiqc", "--module", "kallisto", "--replace-names", tmp / "names.tsv", "--force",
              "--outdir", tmp / "out", "--filename", "multiqc_report.html", "--title", "rnaseq: kallisto",
              tmp / "logs"],
             timeout=timeout,
