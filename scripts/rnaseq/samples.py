@@ -77,8 +77,9 @@ class Run:
 
 
 def species_name(scientific_name: str) -> str:
-    """ENA's ``Homo sapiens`` as a name safe in paths: ``Homo_sapiens``."""
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", scientific_name.strip()).strip("_")
+    """ENA's ``Homo sapiens`` as the species key ``Homo_sapiens``; anything else unsafe is left
+    for the schema to refuse, naming it."""
+    return re.sub(r" +", "_", scientific_name.strip())
 
 
 def from_filereport(row: dict, known: set[str]) -> tuple[dict, dict]:
@@ -93,6 +94,8 @@ def from_filereport(row: dict, known: set[str]) -> tuple[dict, dict]:
     mapped.setdefault("sample", row.get("sample_accession", "") or mapped["run"])
     if "layout" not in mapped and row.get("library_layout"):
         mapped["layout"] = row["library_layout"].lower()
+    if mapped.get("scientific_name"):
+        mapped["scientific_name"] = species_name(mapped["scientific_name"])
     if "sra_url" not in mapped and row.get("sra_ftp"):
         mapped["sra_url"] = row["sra_ftp"]
     used = ("run_accession", "library_layout", "sra_ftp")
@@ -157,7 +160,7 @@ def parse_row(
     metadata: dict | None = None,
 ) -> Run:
     """Build a :class:`Run` from one validated row (defaults already filled); raise ValueError."""
-    species = species_name(row["scientific_name"])
+    species = row["scientific_name"]
     if not species:
         if len(transcriptomes) != 1:
             raise ValueError(
@@ -251,8 +254,6 @@ def load_sample_sheet(
         extra = {}
         if filereport:
             row, extra = from_filereport(row, set(schema["properties"]))
-        if row.get("scientific_name"):
-            row["scientific_name"] = species_name(row["scientific_name"])
         where = f"sample sheet {path} line {number} (run '{row.get('run', '?')}')"
         problems = config_errors(row, schema, where=where)
         if problems:
