@@ -31,10 +31,12 @@ examples: .make/examples
 	$(BIN)/python scripts/make_examples.py examples
 	mkdir -p .make && touch $@
 
+# rnaseq starts from accessions: a loopback server plays ENA's filereport and mirror meanwhile
+DEMO_ENA := $(BIN)/python scripts/rnaseq/demo_ena.py examples/rnaseq --
 demo: setup
 	@echo "== running every enabled workflow with profiles/local (progress: 'N of M steps')"
-	$(SNAKEMAKE) --profile profiles/local
-	$(SNAKEMAKE) --profile profiles/local --report results/report.html
+	$(DEMO_ENA) $(SNAKEMAKE) --profile profiles/local
+	$(DEMO_ENA) $(SNAKEMAKE) --profile profiles/local --report results/report.html
 	$(BIN)/python scripts/demo_summary.py
 
 lint: setup

@@ -2,10 +2,14 @@
 # read counts), quantify with kallisto (checked: reads processed == reads in the FASTQ), delete the
 # FASTQ once quantified, then merge matrices and a QC table. Concurrency of downloads and of
 # quantifications are the global resources download_slots and quant_slots (see the profiles), so
-# the caps hold across every job, local or on SLURM.
+# the caps hold across every job, local or on SLURM; the runs whose FASTQs are on disk at once are
+# capped by disk slots (scripts/rnaseq/disk_slots.py). A run that fails records why in its metrics
+# and its jobs succeed: the matrices and tables cover every run that succeeded, and rnaseq_check
+# fails the workflow naming the failed runs (and clears their records, so the next run redoes them).
 import functools
 
-from rnaseq.samples import RUN_PATTERN, SampleSheetError, load_sample_sheet
+from rnaseq.ena import ResolveError
+from rnaseq.samples import RUN_PATTERN, SampleSheetError, sheet_from_config
 
 RNASEQ = config["rnaseq"]
 
@@ -13,19 +17,20 @@ RNASEQ = config["rnaseq"]
 @functools.cache
 def rnaseq_sheet():
     """The sample sheet's runs by accession; read once per Snakemake process."""
-    require_path("rnaseq.samples", RNASEQ["samples"], "sample sheet")
-    for species, fasta in RNASEQ["transcriptomes"].items():
-        require_path(f"rnaseq.transcriptomes.{species}", fasta, "transcriptome FASTA")
+    if RNASEQ["accessions"]:
+        require_path("rnaseq.accessions", RNASEQ["accessions"], "accession list")
+    else:
+        require_path("rnaseq.samples", RNASEQ["samples"], "sample sheet")
     try:
-        return load_sample_sheet(
-            RNASEQ["samples"],
-            RNASEQ["transcriptomes"],
-            sources=RNASEQ["sources"],
-            mirror_base=RNASEQ["mirror_base"],
-            default_scheme=RNASEQ["default_scheme"],
-        )
-    except SampleSheetError as err:
+        runs = sheet_from_config(RNASEQ)
+    except (SampleSheetError, ResolveError) as err:
         raise WorkflowError(str(err)) from None
+    # only the species the sheet names: a --configfile's transcriptomes are merged into the
+    # bundled example's, whose FASTA a fresh clone does not have
+    for species in sorted({r.species for r in runs.values()}):
+        path = RNASEQ["transcriptomes"][species]
+        require_path(f"rnaseq.transcriptomes.{species}", path, "transcriptome FASTA")
+    return runs
 
 
 def rnaseq_run(run):
@@ -45,6 +50,11 @@ def rnaseq_matrices():
         f"results/rnaseq/merge/{s}/{s}_{quantity}.tsv"
         for s in species
         for quantity in ("est_counts", "tpm", "eff_length")
+    ] + [
+        f"results/rnaseq/merge/{s}/{s}_gene_{quantity}.tsv"
+        for s in species
+        if s in RNASEQ["tx2gene"]
+        for quantity in ("est_counts", "tpm")
     ]
 
 
@@ -54,6 +64,8 @@ def rnaseq_targets():
         "results/rnaseq/qc/runs_qc.png",
         "results/rnaseq/merge/metadata.tsv",
         "results/rnaseq/SUMMARY.txt",
+        "results/rnaseq/qc/multiqc_report.html",
+        "results/rnaseq/rnaseq_check.txt",
     ]
 
 
@@ -80,19 +92,21 @@ rule rnaseq_index:
         "../envs/rnaseq.yaml"
     params:
         kmer=RNASEQ["quant"]["kmer"],
+        kallisto=RNASEQ["quant"]["kallisto"],
     script:
         "../scripts/rnaseq/index.py"
 
 
-# The FASTQ folder is temp(): it goes as soon as its quantification succeeded, and stays when the
-# quantification fails (for the retry). Partial transfers live in results/rnaseq/partial/<run>/,
-# outside the declared output, so a killed or failed attempt is resumed, not restarted.
+# The FASTQ folder is temp(); the quantification deletes the FASTQs themselves as soon as kallisto
+# is done (and gives back the disk slot). Partial transfers live in results/rnaseq/partial/<run>/,
+# outside the declared output, so a killed or failed attempt is resumed, not restarted. The last
+# attempt of a run that keeps failing records the failure in its metrics and succeeds.
 rule rnaseq_download:
     output:
         fastq=temp(directory("results/rnaseq/fastq/{run}")),
         metrics="results/rnaseq/download/{run}.json",
     log:
-        "logs/rnaseq/download/{run}.log",
+        main="logs/rnaseq/download/{run}.log",
     benchmark:
         "benchmarks/rnaseq/download/{run}.tsv"
     wildcard_constraints:
@@ -102,11 +116,15 @@ rule rnaseq_download:
         "../envs/rnaseq.yaml"
     resources:
         download_slots=1,
+        download_attempt=lambda wc, attempt: attempt,
     # Where and how to fetch (sheet URLs, mirror, sources, timeouts) is read by the script from
     # the config, not passed as params: changing a mirror or a timeout must not re-download and
     # re-quantify finished runs (the MD5s, not the URLs, say what the data are).
     params:
         partial=lambda wc: f"results/rnaseq/partial/{wc.run}",
+        disk_slots="results/rnaseq/disk_slots",
+        # every attempt's lines, numbered; not a declared log: Snakemake empties those per attempt
+        history=lambda wc: f"logs/rnaseq/download/{wc.run}.history.log",
         in_sheet=lambda wc: rnaseq_run(wc.run).run,
     script:
         "../scripts/rnaseq/download.py"
@@ -117,9 +135,9 @@ rule rnaseq_quant:
         fastq="results/rnaseq/fastq/{run}",
         download="results/rnaseq/download/{run}.json",
         index=lambda wc: f"results/rnaseq/index/{rnaseq_run(wc.run).species}.idx",
+    # The marker: status ok (then <run>_abundance.tsv and <run>_run_info.json are beside it,
+    # written first) or failed, with the stage and the error.
     output:
-        abundance="results/rnaseq/quant/{run}/{run}_abundance.tsv",
-        run_info="results/rnaseq/quant/{run}/{run}_run_info.json",
         metrics="results/rnaseq/quant/{run}/{run}_metrics.json",
     log:
         main="logs/rnaseq/quant/{run}.log",
@@ -140,16 +158,24 @@ rule rnaseq_quant:
         fragment_sd=lambda wc: rnaseq_run(wc.run).fragment_sd
         or RNASEQ["quant"]["fragment_sd"],
         timeout=RNASEQ["quant"]["timeout_s"],
+        # the science of the estimates: a change redoes the runs (the FASTQs are fetched again)
+        kallisto=[
+            RNASEQ["quant"][key]
+            for key in ("kallisto", "strandedness", "bootstraps", "seed", "extra_args")
+        ],
+        partial=lambda wc: f"results/rnaseq/partial/{wc.run}",
+        disk_slots="results/rnaseq/disk_slots",
     script:
         "../scripts/rnaseq/quantify.py"
 
 
+def rnaseq_metrics(runs):
+    return [f"results/rnaseq/quant/{run}/{run}_metrics.json" for run in runs]
+
+
 rule rnaseq_merge:
     input:
-        abundance=lambda wc: [
-            f"results/rnaseq/quant/{run}/{run}_abundance.tsv"
-            for run in rnaseq_species_runs(wc.species)
-        ],
+        metrics=lambda wc: rnaseq_metrics(rnaseq_species_runs(wc.species)),
     output:
         est_counts="results/rnaseq/merge/{species}/{species}_est_counts.tsv",
         tpm="results/rnaseq/merge/{species}/{species}_tpm.tsv",
@@ -158,19 +184,39 @@ rule rnaseq_merge:
         "logs/rnaseq/merge/{species}.log",
     wildcard_constraints:
         species=SAFE_NAME,
+    localrule: True
     conda:
         "../envs/rnaseq.yaml"
-    params:
-        runs=lambda wc: rnaseq_species_runs(wc.species),
     script:
         "../scripts/rnaseq/merge.py"
 
 
+rule rnaseq_genes:
+    input:
+        est_counts="results/rnaseq/merge/{species}/{species}_est_counts.tsv",
+        tpm="results/rnaseq/merge/{species}/{species}_tpm.tsv",
+        tx2gene=lambda wc: require_path(
+            f"rnaseq.tx2gene.{wc.species}",
+            RNASEQ["tx2gene"][wc.species],
+            "tx2gene table",
+        ),
+    output:
+        est_counts="results/rnaseq/merge/{species}/{species}_gene_est_counts.tsv",
+        tpm="results/rnaseq/merge/{species}/{species}_gene_tpm.tsv",
+    log:
+        "logs/rnaseq/genes/{species}.log",
+    wildcard_constraints:
+        species=SAFE_NAME,
+    localrule: True
+    conda:
+        "../envs/rnaseq.yaml"
+    script:
+        "../scripts/rnaseq/genes.py"
+
+
 rule rnaseq_qc:
     input:
-        metrics=lambda wc: [
-            f"results/rnaseq/quant/{run}/{run}_metrics.json" for run in rnaseq_sheet()
-        ],
+        metrics=lambda wc: rnaseq_metrics(rnaseq_sheet()),
     output:
         qc=report(
             "results/rnaseq/qc/runs_qc.tsv",
@@ -186,6 +232,7 @@ rule rnaseq_qc:
         summary="results/rnaseq/SUMMARY.txt",
     log:
         "logs/rnaseq/qc.log",
+    localrule: True
     conda:
         "../envs/rnaseq.yaml"
     params:
@@ -193,6 +240,50 @@ rule rnaseq_qc:
         matrices=lambda wc: rnaseq_matrices(),
     script:
         "../scripts/rnaseq/qc.py"
+
+
+rule rnaseq_multiqc:
+    input:
+        metrics=lambda wc: rnaseq_metrics(rnaseq_sheet()),
+    output:
+        html=report(
+            "results/rnaseq/qc/multiqc_report.html",
+            category="rnaseq",
+            labels={"report": "MultiQC: kallisto per run"},
+        ),
+    log:
+        "logs/rnaseq/multiqc.log",
+    localrule: True
+    conda:
+        "../envs/rnaseq.yaml"
+    params:
+        logs="logs/rnaseq/quant",
+    script:
+        "../scripts/rnaseq/multiqc_report.py"
+
+
+# Last: fails the workflow naming every failed run, after the matrices and tables of the others
+# are written; removes the failed runs' records so that the next run redoes only those.
+rule rnaseq_check:
+    input:
+        qc="results/rnaseq/qc/runs_qc.tsv",
+        matrices=lambda wc: rnaseq_matrices(),
+    output:
+        "results/rnaseq/rnaseq_check.txt",
+    log:
+        "logs/rnaseq/check.log",
+    localrule: True
+    conda:
+        "../envs/rnaseq.yaml"
+    params:
+        # the other outputs of rnaseq_qc: dated back with the QC table when a run failed
+        aggregates=[
+            "results/rnaseq/qc/runs_qc.png",
+            "results/rnaseq/merge/metadata.tsv",
+            "results/rnaseq/SUMMARY.txt",
+        ],
+    script:
+        "../scripts/rnaseq/check.py"
 
 
 WORKFLOW_VERSIONS["rnaseq"] = {

@@ -15,6 +15,8 @@ is moved (one rename) into the output folder, with ``reads.json`` describing it.
 
 import contextlib
 import logging
+import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -89,7 +91,15 @@ def _from_ena(run: Run, workdir: Path, settings: DownloadSettings, stages: dict)
 
 def _convert(run: Run, sra: Path, workdir: Path, settings: DownloadSettings, stages: dict) -> dict[str, int]:
     start = time.monotonic()
-    validate_sra(sra, settings.attempt_timeout)
+    try:
+        validate_sra(sra, settings.attempt_timeout)
+    except FetchError:
+        # a damaged archive would be reused by every retry: remove it so the next one fetches it
+        if sra.parent.name == run.run:  # prefetch's <run>/ folder: its own partial files go too
+            shutil.rmtree(sra.parent, ignore_errors=True)
+        else:
+            sra.unlink(missing_ok=True)
+        raise
     stages["verify_s"] = round(time.monotonic() - start, 3)
     start = time.monotonic()
     counts = sra_to_fastq(sra, run.run, run.paired, workdir, settings.threads, settings.attempt_timeout)
@@ -109,7 +119,7 @@ def _from_sra(run: Run, workdir: Path, settings: DownloadSettings, stages: dict)
 
 def _from_prefetch(run: Run, workdir: Path, settings: DownloadSettings, stages: dict) -> dict[str, int]:
     start = time.monotonic()
-    sra = prefetch(run.run, workdir / "prefetch", settings.prefetch_max_size, settings.attempt_timeout)
+    sra = prefetch(run.run, workdir, settings.prefetch_max_size, settings.attempt_timeout)
     stages["transfer_s"] = round(time.monotonic() - start, 3)
     stages["urls"] = [f"prefetch {run.run}"]
     return _convert(run, sra, workdir, settings, stages)
@@ -131,38 +141,58 @@ def check_reads(run: Run, counts: dict[str, int]) -> int:
     return values[0]
 
 
+def clean_failed_source(kind: str, run: Run, workdir: Path, checked: bool) -> None:
+    """After source ``kind`` failed, keep in its own folder only what a resume can use.
+
+    Kept: files that passed their checks (``<name>.fastq.gz`` from ENA, a ``.sra`` that
+    vdb-validate accepted, prefetch's own resumable files) and the ``.part`` of a transfer that was
+    cut off (the next attempt asks for the rest). Removed: fasterq-dump's working folder and the
+    FASTQs converted from an archive (made again from the kept archive in seconds, and as large as
+    the run), and FASTQs whose reads failed the checks (``checked``): kept, they would fail the same
+    way on every retry. Another source's folder is never touched.
+    """
+    shutil.rmtree(workdir / "fasterq", ignore_errors=True)
+    if kind != "ena" or checked:
+        for name in run.fastq_names:
+            (workdir / name).unlink(missing_ok=True)
+
+
 def download_run(run: Run, outdir: Path, partial: Path, settings: DownloadSettings) -> dict:
     """Produce ``outdir/<run>[_1|_2].fastq.gz`` + ``outdir/reads.json``; return the metrics.
 
-    ``partial`` is this run's work folder (kept across attempts, removed on success). Raises
-    :class:`DownloadError` naming the run and every source's failure, last source last.
+    ``partial`` is this run's work folder (kept across attempts, removed on success); each source
+    works in its own subfolder ``partial/<source>/`` and cleans up only there, so one source's
+    failure never deletes another's verified files. Raises :class:`DownloadError` naming the run
+    and every source's failure, last source last.
     """
     started = _now()
     t0 = time.monotonic()
-    partial.mkdir(parents=True, exist_ok=True)
     attempts = []
     for kind in settings.sources:
         stages: dict = {}
+        workdir = partial / kind
+        workdir.mkdir(parents=True, exist_ok=True)
+        counts = None
         try:
-            counts = SOURCES[kind](run, partial, settings, stages)
+            counts = SOURCES[kind](run, workdir, settings, stages)
             spots = check_reads(run, counts)
-        except FetchError as err:
+        except (FetchError, OSError) as err:
+            # OSError: a file vanished or a disk filled; the next source may still work
             log.warning("%s: source %s failed: %s", run.run, kind, err)
             attempts.append({"source": kind, "error": str(err)})
-            # A converted FASTQ that failed its checks must not be taken for a verified download.
-            for name in run.fastq_names:
-                if kind != "ena":
-                    (partial / name).unlink(missing_ok=True)
+            clean_failed_source(kind, run, workdir, checked=counts is not None)
             continue
         attempts.append({"source": kind, "error": None})
         files = []
         for name in run.fastq_names:
-            files.append({"name": name, "bytes": (partial / name).stat().st_size, "reads": counts[name]})
+            files.append({"name": name, "bytes": (workdir / name).stat().st_size, "reads": counts[name]})
         metrics = {
             "run": run.run,
             "sample": run.sample,
             "layout": run.layout,
             "species": run.species,
+            "status": "ok",
+            "error": "",
             "source": kind,
             "urls": stages.get("urls", []),
             "files": files,
@@ -180,7 +210,7 @@ def download_run(run: Run, outdir: Path, partial: Path, settings: DownloadSettin
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         for name in run.fastq_names:
-            (partial / name).rename(staging / name)
+            (workdir / name).rename(staging / name)
         write_json(staging / "reads.json", metrics)
         outdir.parent.mkdir(parents=True, exist_ok=True)
         if outdir.exists():
@@ -191,11 +221,31 @@ def download_run(run: Run, outdir: Path, partial: Path, settings: DownloadSettin
             partial.parent.rmdir()  # only when no other run is in progress
         log.info("%s: %d spots from %s in %.1f s", run.run, spots, kind, metrics["download_s"])
         return metrics
+    for kind in settings.sources:  # an empty source folder says nothing: drop it
+        with contextlib.suppress(OSError):
+            (partial / kind).rmdir()
+    with contextlib.suppress(OSError):
+        partial.rmdir()
     detail = "\n  ".join(f"{a['source']}: {a['error']}" for a in attempts)
     raise DownloadError(
         f"run {run.run}: every source failed ({', '.join(settings.sources)}); "
         f"last: {attempts[-1]['source'] if attempts else 'none'}\n  {detail}"
     )
+
+
+def failure_record(run: Run, error: str, stage: str) -> dict:
+    """The metrics of a run that failed at ``stage`` (download or quant), for the QC table."""
+    first_line = error.strip().splitlines()[0] if error.strip() else stage + " failed"
+    return {
+        "run": run.run,
+        "sample": run.sample,
+        "layout": run.layout,
+        "species": run.species,
+        "status": "failed",
+        "failed_stage": stage,
+        "error": first_line,
+        "error_detail": error,
+    }
 
 
 def settings_from_config(cfg: dict, threads: int = 1) -> DownloadSettings:
@@ -209,28 +259,55 @@ def settings_from_config(cfg: dict, threads: int = 1) -> DownloadSettings:
     )
 
 
+def attempt_history(path: str | os.PathLike) -> int:
+    """Append this attempt's log lines to ``path`` (kept across attempts and runs, unlike the rule's
+    log, which Snakemake empties before each attempt), each line with the attempt number; return it."""
+    path = Path(path)
+    previous = [int(m) for m in re.findall(r"^\S+ \S+ attempt (\d+) ", _read(path), flags=re.M)]
+    number = max(previous, default=0) + 1
+    handler = logging.FileHandler(path, mode="a")
+    handler.setFormatter(logging.Formatter(f"%(asctime)s attempt {number} %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return number
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 if "snakemake" in globals():
     from common import setup_logging
 
-    from rnaseq.samples import load_sample_sheet
+    from rnaseq import disk_slots
+    from rnaseq.samples import sheet_from_config
 
-    setup_logging(snakemake.log[0])
+    setup_logging(snakemake.log.main)
+    attempt = attempt_history(snakemake.params.history)
     cfg = snakemake.config["rnaseq"]
-    sheet = load_sample_sheet(
-        cfg["samples"],
-        cfg["transcriptomes"],
-        sources=cfg["sources"],
-        mirror_base=cfg["mirror_base"],
-        default_scheme=cfg["default_scheme"],
+    run = sheet_from_config(cfg)[snakemake.wildcards.run]
+    outdir = Path(snakemake.output.fastq)
+    slots = Path(snakemake.params.disk_slots)
+    final = int(snakemake.resources.download_attempt) > int(cfg["download"]["retries"])
+    fd, slot_start = disk_slots.acquire(
+        run.run, slots, outdir.parent, int(cfg["download"]["max_runs_on_disk"])
     )
     try:
         result = download_run(
-            sheet[snakemake.wildcards.run],
-            Path(snakemake.output.fastq),
-            Path(snakemake.params.partial),
-            settings_from_config(cfg, snakemake.threads),
+            run, outdir, Path(snakemake.params.partial), settings_from_config(cfg, snakemake.threads)
         )
-        write_json(snakemake.output.metrics, result)
+        write_json(snakemake.output.metrics, {**result, "disk_slot_start": slot_start})
     except DownloadError as err:
         log.error("%s", err)
-        raise SystemExit(1) from None
+        disk_slots.release(run.run, slots)
+        if not final:
+            raise SystemExit(1) from None  # Snakemake retries the job
+        # The last attempt records the failure and succeeds: the other runs' matrices go on, and
+        # rnaseq_check fails the workflow naming this run (and clears the record for the next run).
+        outdir.mkdir(parents=True, exist_ok=True)
+        write_json(snakemake.output.metrics, failure_record(run, str(err), "download"))
+        log.info("%s: failure recorded (attempt %d was the last)", run.run, attempt)
+    finally:
+        os.close(fd)

@@ -37,12 +37,68 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+# What the demo asks ENA for: a project (runs 1-4), a sample (run 5) and a run (6).
+PROJECT = "PRJNA999000"
+ACCESSIONS = [PROJECT, "SAMN99900005", "SRR9990006"]
+ENA_FIELDS = [
+    "run_accession", "sample_accession", "study_accession", "fastq_ftp", "fastq_md5", "fastq_bytes",
+    "library_layout", "scientific_name", "read_count", "sra_ftp", "sra_md5", "sra_bytes", "sample_alias",
+]  # fmt: skip
+
+
 def make(outdir: Path) -> None:
-    """Write transcriptome.fa, truth.tsv, fastq/, sra/ and samples.tsv (last: it marks completion)."""
+    """Write transcriptome.fa, truth.tsv, fastq/, sra/ and samples.tsv (last: it marks completion),
+    then the demo's accession list and ENA's recorded answers for it."""
     outdir = Path(outdir)
+    if not (outdir / "samples.tsv").exists():
+        _make_runs(outdir)
+    write_ena_records(outdir)
+
+
+def write_ena_records(outdir: Path) -> None:
+    """``accessions.txt`` and ``ena/<accession>.tsv``: what ENA's filereport would answer for each
+    accession (tab-separated, header of field names, one line per run, paths without scheme),
+    pointing at ``ftp.sra.ebi.ac.uk/fastq/...`` and ``.../sra/...``, which the demo's loopback
+    server serves from this folder as the site mirror."""
+    rows = []
+    with open(outdir / "samples.tsv") as handle:
+        lines = [line.rstrip("\n").split("\t") for line in handle if not line.startswith("#")]
+    header = lines[0]
+    for k, values in enumerate(lines[1:], start=1):
+        row = dict(zip(header, values, strict=True))
+        sra = outdir / "sra" / f"{row['run']}.sra"
+        rows.append(
+            {
+                "run_accession": row["run"],
+                "sample_accession": f"SAMN9990000{k}",
+                "study_accession": PROJECT,
+                "fastq_ftp": row["fastq_ftp"].replace("./fastq/", "ftp.sra.ebi.ac.uk/fastq/"),
+                "fastq_md5": row["fastq_md5"],
+                "fastq_bytes": row["fastq_bytes"],
+                "library_layout": row["layout"].upper(),
+                "scientific_name": SPECIES.replace("_", " "),
+                "read_count": row["read_count"],
+                "sra_ftp": f"ftp.sra.ebi.ac.uk/sra/{row['run']}.sra" if sra.exists() else "",
+                "sra_md5": _md5(sra) if sra.exists() else "",
+                "sra_bytes": str(sra.stat().st_size) if sra.exists() else "",
+                "sample_alias": row["sample"],
+            }
+        )
+    answers = {PROJECT: rows[:4], "SAMN99900005": rows[4:5], "SRR9990006": rows[5:6]}
+    (outdir / "ena").mkdir(exist_ok=True)
+    for accession, found in answers.items():
+        text = (
+            "\t".join(ENA_FIELDS) + "\n" + "".join("\t".join(r[f] for f in ENA_FIELDS) + "\n" for r in found)
+        )
+        (outdir / "ena" / f"{accession}.tsv").write_text(text)
+    (outdir / "accessions.txt").write_text(
+        "# The demo's accessions (made up), resolved with ENA's filereport against a loopback server\n"
+        + "".join(a + "\n" for a in ACCESSIONS)
+    )
+
+
+def _make_runs(outdir: Path) -> None:
     sheet = outdir / "samples.tsv"
-    if sheet.exists():
-        return
     (outdir / "fastq").mkdir(parents=True, exist_ok=True)
     (outdir / "sra").mkdir(exist_ok=True)
     transcripts = make_transcriptome(80, seed=11)

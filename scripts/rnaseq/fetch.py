@@ -3,7 +3,8 @@
 A transfer writes ``<dest>.part``. When a job is killed or a connection stalls, the ``.part`` file
 stays, and the next attempt asks the server for the rest (HTTP ``Range``). Only a file that passed
 every check is renamed to ``dest``; a file that fails its MD5 is deleted (resuming it would never
-heal it).
+heal it). A transfer stops, and its ``.part`` is deleted, at the first chunk that makes it longer
+than the archive's size or that the gzip check rejects: junk is not read to its end.
 """
 
 from __future__ import annotations
@@ -114,13 +115,29 @@ def verify_file(path: Path, name: str, check: StreamCheck, md5: str = "", size: 
             raise FetchError(f"{name}: MD5 {digest} does not match the archive's {md5} (file deleted)")
 
 
-def _copy_local(src: Path, part: Path, check: StreamCheck) -> None:
+def _stop_early(part: Path, written: int, size: int | None, check: StreamCheck) -> None:
+    """Raise (deleting ``part``: no resume can heal it) once the file is longer than the archive
+    says or its gzip stream is corrupt, so a wrong response is not read to its end."""
+    if size is not None and written > size:
+        part.unlink(missing_ok=True)
+        raise FetchError(f"larger than the archive's {size} bytes (stopped at {written}; part deleted)")
+    if check.error:
+        part.unlink(missing_ok=True)
+        raise FetchError(
+            f"gzip integrity check failed at byte {written}: {check.error} (stopped; part deleted)"
+        )
+
+
+def _copy_local(src: Path, part: Path, size: int | None, check: StreamCheck) -> None:
     if not src.is_file():
         raise FetchError(f"{src}: no such file")
+    written = 0
     with open(src, "rb") as inp, open(part, "wb") as out:
         while block := inp.read(4 * CHUNK):
             out.write(block)
             check.update(block)
+            written += len(block)
+            _stop_early(part, written, size, check)
 
 
 def _http_get(
@@ -133,7 +150,13 @@ def _http_get(
         offset = 0
     if offset:
         check.feed_file(part)
+        if check.error:  # the kept part is corrupt: resuming would never heal it
+            log.info("%s: kept part fails the gzip check (%s); starting again", part.name, check.error)
+            part.unlink()
+            check.__init__(check.fastq_gz)
+            offset = 0
     if size is not None and offset == size:
+        part.touch()  # a file declared 0 bytes has no body to fetch; the checks still run
         return offset  # complete already; only the checks remain
     headers = {"User-Agent": "hpcpipe-rnaseq"}
     if offset:
@@ -181,6 +204,7 @@ def _http_get(
                 out.write(block)
                 check.update(block)
                 received += len(block)
+                _stop_early(part, offset + received, size, check)
         if expected is not None and received < expected:
             raise FetchError(f"connection closed after {offset + received} of {offset + expected} bytes")
     return offset
@@ -203,21 +227,32 @@ def fetch_file(
     dest = Path(dest)
     fastq_gz = dest.name.endswith((".fastq.gz", ".fq.gz"))
     if dest.exists():
-        records = count_fastq_records(dest) if fastq_gz else None
-        return FetchResult(dest.stat().st_size, 0.0, dest.stat().st_size, url, records)
+        # verified by an earlier attempt; checked again against today's sheet (one read, no transfer)
+        check = StreamCheck(fastq_gz)
+        check.feed_file(dest)
+        try:
+            verify_file(dest, dest.name, check, md5, size)
+            records = check.records(dest.name) if fastq_gz else None
+            return FetchResult(dest.stat().st_size, 0.0, dest.stat().st_size, url, records)
+        except FetchError as err:
+            log.info("%s: kept from an earlier attempt but %s; fetching it again", dest.name, err)
+            dest.unlink(missing_ok=True)
     part = dest.with_name(dest.name + ".part")
     check = StreamCheck(fastq_gz)
     start = time.monotonic()
     resumed_from = 0
     if url.startswith("file://"):
-        _copy_local(Path(urllib.request.url2pathname(url[len("file://") :])), part, check)
+        _copy_local(Path(urllib.request.url2pathname(url[len("file://") :])), part, size, check)
     elif url.startswith("ftp://"):
         # urllib's FTP handler cannot resume: fetch whole, still bounded by the stall timeout.
         try:
             with urllib.request.urlopen(url, timeout=stall_timeout) as response, open(part, "wb") as out:
+                written = 0
                 while block := response.read(CHUNK):
                     out.write(block)
                     check.update(block)
+                    written += len(block)
+                    _stop_early(part, written, size, check)
         except (urllib.error.URLError, OSError) as err:
             raise FetchError(f"FTP transfer failed: {err}") from None
     else:

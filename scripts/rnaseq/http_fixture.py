@@ -4,15 +4,30 @@ It serves a folder with ``Range`` support (206 partial content, as ENA's HTTPS s
 optional per-connection bandwidth limit, and injected faults: stall a path after N bytes (the
 connection stays open and silent), a given number of times. Every request is recorded (path,
 range start, bytes sent, start and end time) so tests can check what was fetched again.
+
+It also answers ENA's portal API ``/ena/portal/api/filereport?accession=..&fields=..`` from
+recorded records (``filereports``: accession -> rows), as ENA does: tab-separated, a header of the
+requested fields, one line per run; 204 and no body when the accession has no run, 400 with a
+JSON message for an accession it does not know.
+
+Concurrency is counted without timing races: a transfer counts as open from the moment its
+request is read (before any byte goes out) until just before its last block is written, both
+under a lock. That interval lies inside the client's own, so ``max_open`` never exceeds the number
+of transfers the clients really had open at once, however the server's threads are scheduled.
+Transfers with an injected stall are not counted (their end is only seen after the client left).
+With ``gather = n``, the first transfers hold their body until n are open at once (or ``gather_s``
+passed), so a test sees a cap reached by waiting for that state, not by hoping the timing works.
 """
 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +56,13 @@ class FixtureServer:
         self.chunk = chunk
         self.faults: dict[str, Fault] = {}
         self.requests: list[RequestRecord] = []
+        self.filereports: dict[str, list[dict]] = {}
+        self.gather = 0  # hold the first transfers until this many are open at once (0: off)
+        self.gather_s = 60.0
+        self.open_now = 0  # transfers between their request and their last block, under _lock
+        self.max_open = 0
         self._lock = threading.Lock()
+        self._opened = threading.Condition(self._lock)
         self._closing = threading.Event()
         self._httpd: http.server.ThreadingHTTPServer | None = None
 
@@ -89,8 +110,37 @@ class FixtureServer:
             return [r for r in self.requests if r.path == "/" + relpath.lstrip("/")]
 
     # -------------------------------------------------------------- serving
+    def _filereport(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(handler.path).query)
+        accession = query.get("accession", [""])[0]
+        fields = query.get("fields", ["run_accession"])[0].split(",")
+        with self._lock:
+            self.requests.append(RequestRecord(handler.path, 0, end=time.time()))
+            rows = self.filereports.get(accession)
+        if rows is None:
+            body = json.dumps({"message": f"Invalid accession: {accession}"}).encode()
+            handler.send_response(400)
+            handler.send_header("Content-Type", "application/json")
+        elif not rows:
+            handler.send_response(204)
+            handler.end_headers()
+            return
+        else:
+            if "run_accession" not in fields:
+                fields = ["run_accession", *fields]
+            lines = ["\t".join(fields)] + ["\t".join(str(r.get(f, "")) for f in fields) for r in rows]
+            body = ("\n".join(lines) + "\n").encode()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
     def _serve(self, handler: http.server.BaseHTTPRequestHandler) -> None:
         path = handler.path.split("?", 1)[0]
+        if path == "/ena/portal/api/filereport":
+            self._filereport(handler)
+            return
         target = (self.root / path.lstrip("/")).resolve()
         if self.root.resolve() not in target.parents or not target.is_file():
             handler.send_error(404)
@@ -115,11 +165,30 @@ class FixtureServer:
                 fault.times -= 1
             else:
                 fault = None
+            counted = fault is None
+            if counted:
+                self.open_now += 1
+                self.max_open = max(self.max_open, self.open_now)
+                self._opened.notify_all()
+                if self.gather:
+                    # a cap never reached shows in max_open; the transfers then go on
+                    self._opened.wait_for(lambda: self.open_now >= self.gather, self.gather_s)
+                    self.gather = 0
+
+        def close_count():
+            nonlocal counted
+            with self._lock:
+                if counted:
+                    self.open_now -= 1
+                    counted = False
+
         handler.send_response(206 if match else 200)
         if match:
             handler.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         handler.send_header("Content-Length", str(end - start + 1))
         handler.send_header("Accept-Ranges", "bytes")
+        if end < start:
+            close_count()  # an empty body: the headers are the last bytes
         handler.end_headers()
         try:
             with open(target, "rb") as source:
@@ -134,6 +203,8 @@ class FixtureServer:
                     if fault is not None:
                         limit = min(limit, max(1, fault.stall_after - record.sent))
                     block = source.read(min(limit, remaining))
+                    if len(block) >= remaining:
+                        close_count()  # before the last block: the client cannot finish first
                     handler.wfile.write(block)
                     record.sent += len(block)
                     remaining -= len(block)
@@ -144,4 +215,5 @@ class FixtureServer:
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
+            close_count()
             record.end = time.time()

@@ -6,5 +6,10 @@ if "snakemake" in globals():
     from common import setup_logging
 
     log = setup_logging(snakemake.log[0])
-    build_index(snakemake.input.fasta, snakemake.output.index, kmer=int(snakemake.params.kmer))
+    build_index(
+        snakemake.input.fasta,
+        snakemake.output.index,
+        kmer=int(snakemake.params.kmer),
+        binary=snakemake.params.kallisto,
+    )
     log.info("kallisto index of %s written to %s", snakemake.input.fasta, snakemake.output.index)

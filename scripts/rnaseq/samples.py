@@ -62,6 +62,7 @@ class Run:
     read_count: int | None = None
     fragment_length: float | None = None
     fragment_sd: float | None = None
+    metadata: dict = field(default_factory=dict)  # a filereport's other columns, for metadata.tsv
 
     @property
     def paired(self) -> bool:
@@ -73,6 +74,33 @@ class Run:
         if self.paired:
             return [f"{self.run}_1.fastq.gz", f"{self.run}_2.fastq.gz"]
         return [f"{self.run}.fastq.gz"]
+
+
+def species_name(scientific_name: str) -> str:
+    """ENA's ``Homo sapiens`` as the species key ``Homo_sapiens``; anything else unsafe is left
+    for the schema to refuse, naming it."""
+    return re.sub(r" +", "_", scientific_name.strip())
+
+
+def from_filereport(row: dict, known: set[str]) -> tuple[dict, dict]:
+    """Map one row of ENA's filereport onto the sheet's columns; return (row, other columns).
+
+    ``run_accession`` is the run, ``sample_accession`` the sample (unless a ``sample`` column is
+    there), ``library_layout`` (PAIRED/SINGLE) the layout; columns the sheet does not know are kept
+    as metadata rather than refused.
+    """
+    mapped = {k: v for k, v in row.items() if k in known}
+    mapped.setdefault("run", row.get("run_accession", ""))
+    mapped.setdefault("sample", row.get("sample_accession", "") or mapped["run"])
+    if "layout" not in mapped and row.get("library_layout"):
+        mapped["layout"] = row["library_layout"].lower()
+    if mapped.get("scientific_name"):
+        mapped["scientific_name"] = species_name(mapped["scientific_name"])
+    if "sra_url" not in mapped and row.get("sra_ftp"):
+        mapped["sra_url"] = row["sra_ftp"]
+    used = ("run_accession", "library_layout", "sra_ftp")
+    extra = {k: v for k, v in row.items() if k not in known and k not in used}
+    return mapped, extra
 
 
 def resolve_location(entry: str, sheet_dir: Path, default_scheme: str = "https") -> str:
@@ -129,6 +157,7 @@ def parse_row(
     transcriptomes: dict,
     mirror_base: str = "",
     default_scheme: str = "https",
+    metadata: dict | None = None,
 ) -> Run:
     """Build a :class:`Run` from one validated row (defaults already filled); raise ValueError."""
     species = row["scientific_name"]
@@ -187,6 +216,7 @@ def parse_row(
         read_count=int(row["read_count"]) if row["read_count"] else None,
         fragment_length=float(row["fragment_length"]) if row["fragment_length"] else None,
         fragment_sd=float(row["fragment_sd"]) if row["fragment_sd"] else None,
+        metadata=metadata or {},
     )
 
 
@@ -200,7 +230,9 @@ def load_sample_sheet(
     """Read and validate the sheet; return runs by accession, in sheet order.
 
     Every problem is collected and raised together as one :class:`SampleSheetError`, each line
-    naming the file, the row, the run and the field.
+    naming the file, the row, the run and the field. A sheet with ``run_accession`` and no ``run``
+    column is ENA's filereport as it comes (see :func:`from_filereport`); in the sheet's own format
+    an unknown column is refused (a typo must not pass silently).
     """
     path = Path(path)
     schema = load_yaml(SCHEMA)
@@ -212,11 +244,16 @@ def load_sample_sheet(
     reader = csv.DictReader(lines, delimiter="\t")
     if reader.fieldnames is None:
         raise SampleSheetError(f"sample sheet {path}: empty")
+    header = [name.strip() for name in reader.fieldnames]
+    filereport = "run_accession" in header and "run" not in header
     for number, raw in enumerate(reader, start=2):
         if None in raw:
             errors.append(f"sample sheet {path} line {number}: more fields than header columns")
             continue
         row = {k.strip(): (v or "").strip() for k, v in raw.items()}
+        extra = {}
+        if filereport:
+            row, extra = from_filereport(row, set(schema["properties"]))
         where = f"sample sheet {path} line {number} (run '{row.get('run', '?')}')"
         problems = config_errors(row, schema, where=where)
         if problems:
@@ -230,7 +267,9 @@ def load_sample_sheet(
             errors.append(f"{where}: no fastq_ftp and no sra_url, and 'prefetch' is not in rnaseq.sources")
             continue
         try:
-            runs[row["run"]] = parse_row(row, path.parent, transcriptomes, mirror_base, default_scheme)
+            runs[row["run"]] = parse_row(
+                row, path.parent, transcriptomes, mirror_base, default_scheme, metadata=extra
+            )
         except ValueError as err:
             errors.append(f"{where}: {err}")
     if errors:
@@ -238,3 +277,27 @@ def load_sample_sheet(
     if not runs:
         raise SampleSheetError(f"sample sheet {path}: no runs")
     return runs
+
+
+RESOLVED_SHEET = "results/rnaseq/accessions/filereport.tsv"
+
+
+def sheet_path(cfg: dict) -> str:
+    """The sheet to read: ``samples``, or the filereport of ``accessions`` (resolved once, then
+    read from its file: asked again only when the accession list or the portal changed)."""
+    if not cfg.get("accessions"):
+        return cfg["samples"]
+    from rnaseq.ena import read_accessions, resolve
+
+    return str(resolve(read_accessions(cfg["accessions"]), cfg["ena_portal"], RESOLVED_SHEET))
+
+
+def sheet_from_config(cfg: dict) -> dict[str, Run]:
+    """The sample sheet the validated ``rnaseq`` config section names."""
+    return load_sample_sheet(
+        sheet_path(cfg),
+        cfg["transcriptomes"],
+        sources=cfg["sources"],
+        mirror_base=cfg["mirror_base"],
+        default_scheme=cfg["default_scheme"],
+    )

@@ -182,7 +182,7 @@ def test_killed_download_keeps_verified_files_and_resumes_the_rest(dataset, tmp_
         with pytest.raises(DownloadError) as info:
             download_run(run, out, partial, settings)
         assert "run SRR10" in str(info.value) and "stalled" in str(info.value)
-        assert (partial / r1.name).exists()  # verified, kept for the next attempt
+        assert (partial / "ena" / r1.name).exists()  # verified, kept for the next attempt
         metrics = download_run(run, out, partial, settings)
         assert [r.range_start for r in server.requests_for(r1.name)] == [0]  # not fetched again
         assert [r.range_start for r in server.requests_for(r2.name)] == [0, r2.stat().st_size // 2]
@@ -286,3 +286,286 @@ def test_merge_joins_on_target_id_and_rejects_foreign_indexes(tmp_path):
     assert merged.set_index("target_id").loc["t1"].tolist() == [10, 7]
     with pytest.raises(MergeError, match="run SRR3: its targets differ"):
         merge_abundances({"SRR1": a, "SRR3": c})
+
+
+# ----------------------------------------------------------------------------- download hygiene
+
+
+def test_a_later_sources_failure_keeps_the_verified_mate(dataset, tmp_path):
+    """ENA fails on mate 2 and the SRA source fails too: mate 1 stays verified and is not fetched again."""
+    root = dataset["root"]
+    r1, r2 = root / "SRR10_1.fastq.gz", root / "SRR10_2.fastq.gz"
+    with FixtureServer(root) as server:
+        row = (
+            f"SRR10\ts\tpaired\t{server.url(r1.name)};{server.url(r2.name)}\t{md5(r1)};{md5(r2)}\t"
+            f"{r1.stat().st_size};{r2.stat().st_size}\t{server.url('missing.sra')}"
+        )
+        run = _run([row], tmp_path)["SRR10"]
+        server.faults[r2.name] = Fault(stall_after=r2.stat().st_size // 2, times=1)
+        settings = DownloadSettings(sources=["ena", "sra"], stall_timeout=1)
+        out, partial = tmp_path / "fastq" / "SRR10", tmp_path / "partial" / "SRR10"
+        with pytest.raises(DownloadError, match="sra: .*HTTP 404"):
+            download_run(run, out, partial, settings)
+        assert (partial / "ena" / r1.name).exists()
+        download_run(run, out, partial, settings)
+        assert [r.range_start for r in server.requests_for(r1.name)] == [0]
+    assert count_fastq_records(out / r1.name) == 8000
+
+
+def test_an_oversized_or_corrupt_response_stops_at_once(dataset, tmp_path):
+    (tmp_path / "serve").mkdir()
+    big = tmp_path / "serve" / "big.fastq.gz"  # a valid FASTQ (gzip members), 100 times too long
+    big.write_bytes((dataset["root"] / "SRR11.fastq.gz").read_bytes() * 100)
+    junk = tmp_path / "serve" / "junk.fastq.gz"
+    junk.write_bytes(b"\x00" * big.stat().st_size)  # what no gzip starts with
+    declared = big.stat().st_size // 100
+    with FixtureServer(tmp_path / "serve") as server:
+        dest = tmp_path / "SRR1.fastq.gz"
+        with pytest.raises(FetchError, match=f"larger than the archive's {declared} bytes"):
+            fetch_file(server.url("big.fastq.gz"), dest, size=declared)
+        with pytest.raises(FetchError, match="gzip integrity check failed at byte"):
+            fetch_file(server.url("junk.fastq.gz"), dest)  # no size given: the gzip check stops it
+        sent = [r.sent for r in server.requests_for("big.fastq.gz") + server.requests_for("junk.fastq.gz")]
+    assert not dest.exists() and not dest.with_name(dest.name + ".part").exists()
+    # the server wrote what the sockets buffer, not the whole file
+    assert all(s < big.stat().st_size // 2 for s in sent), (sent, big.stat().st_size)
+
+
+def test_a_zero_byte_file_declared_zero_bytes_falls_through_to_the_next_source(tmp_path):
+    (tmp_path / "serve").mkdir()
+    (tmp_path / "serve" / "SRR13.fastq.gz").write_bytes(b"")
+    with FixtureServer(tmp_path / "serve") as server:
+        row = f"SRR13\ts\tsingle\t{server.url('SRR13.fastq.gz')}\t{hashlib.md5(b'').hexdigest()}\t0\t"
+        run = _run([row], tmp_path)["SRR13"]
+        with pytest.raises(DownloadError) as info:
+            download_run(run, tmp_path / "out", tmp_path / "partial", DownloadSettings(["ena", "sra"]))
+    message = str(info.value)
+    assert "ena: the FASTQ holds zero reads" in message and "sra: no sra_url" in message
+
+
+@pytest.fixture(scope="module")
+def sra_object(dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sra")
+    plain = []
+    for mate in (1, 2):
+        target = root / f"m{mate}.fastq"
+        target.write_bytes(gzip.decompress((dataset["root"] / f"SRR10_{mate}.fastq.gz").read_bytes()))
+        plain.append(target)
+    return build_sra("SRR10", plain, root / "SRR10.sra", root / "vdb")
+
+
+def test_an_archive_that_fails_validation_is_removed_and_fetched_again(sra_object, tmp_path):
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    data = bytearray(sra_object.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 4096] = bytes(4096)
+    (serve / "SRR10.sra").write_bytes(bytes(data))  # the server's copy is damaged; no sra_md5
+    partial = tmp_path / "partial" / "SRR10"
+    with FixtureServer(serve) as server:
+        run = _run([f"SRR10\ts\tpaired\t\t\t\t{server.url('SRR10.sra')}"], tmp_path, sources=["sra"])["SRR10"]
+        with pytest.raises(DownloadError, match="vdb-validate rejected"):
+            download_run(run, tmp_path / "out", partial, DownloadSettings(["sra"]))
+        assert not list(partial.rglob("*.sra*")), "the damaged archive is not kept for the retry"
+        (serve / "SRR10.sra").write_bytes(sra_object.read_bytes())  # the server's copy is fixed
+        metrics = download_run(run, tmp_path / "out", partial, DownloadSettings(["sra"]))
+    assert metrics["spots"] == 8000
+
+
+def test_a_layout_mismatch_leaves_only_the_validated_archive(sra_object, tmp_path):
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    (serve / "SRR10.sra").write_bytes(sra_object.read_bytes())
+    partial = tmp_path / "partial" / "SRR10"
+    with FixtureServer(serve) as server:
+        row = f"SRR10\ts\tsingle\t\t\t\t{server.url('SRR10.sra')}"  # the archive is paired
+        run = _run([row], tmp_path, sources=["sra"])["SRR10"]
+        with pytest.raises(DownloadError, match="the sheet says single-end"):
+            download_run(run, tmp_path / "out", partial, DownloadSettings(["sra"]))
+    # what a resume can use (the archive, validated) and nothing else: no fasterq-dump output
+    assert sorted(p.relative_to(partial).as_posix() for p in partial.rglob("*")) == ["sra", "sra/SRR10.sra"]
+
+
+def test_read_count_other_than_the_archives_fails_the_source(dataset, tmp_path):
+    src = dataset["root"] / "SRR11.fastq.gz"
+    header = "run\tsample\tlayout\tfastq_ftp\tread_count\n"
+    run = _run_header(header, [f"SRR11\ts\tsingle\t{src}\t7999"], tmp_path)["SRR11"]
+    with pytest.raises(DownloadError, match="FASTQ holds 8000 spots, the archive's read_count is 7999"):
+        download_run(run, tmp_path / "out", tmp_path / "partial", DownloadSettings(["ena"]))
+    run = _run_header(header, [f"SRR11\ts\tsingle\t{src}\t8000"], tmp_path)["SRR11"]
+    assert (
+        download_run(run, tmp_path / "out", tmp_path / "partial", DownloadSettings(["ena"]))["spots"] == 8000
+    )
+
+
+def test_attempt_timeout_stops_a_slow_transfer_and_keeps_its_part(dataset, tmp_path):
+    src = dataset["root"] / "SRR11.fastq.gz"
+    with FixtureServer(dataset["root"], rate=src.stat().st_size / 20) as server:  # 20 s for the file
+        dest = tmp_path / "SRR11.fastq.gz"
+        with pytest.raises(FetchError, match="attempt deadline passed after"):
+            fetch_file(
+                server.url(src.name), dest, size=src.stat().st_size, attempt_timeout=1, stall_timeout=5
+            )
+    part = dest.with_name(dest.name + ".part")
+    assert 0 < part.stat().st_size < src.stat().st_size  # kept: the next attempt resumes it
+
+
+def test_attempt_history_numbers_every_attempt(tmp_path):
+    import logging
+
+    from rnaseq.download import attempt_history
+
+    history = tmp_path / "SRR1.history.log"
+    root = logging.getLogger()
+    for expected in (1, 2):
+        before = list(root.handlers)
+        assert attempt_history(history) == expected
+        logging.getLogger("hpcpipe").error("run SRR1: try %d failed", expected)
+        for handler in set(root.handlers) - set(before):
+            root.removeHandler(handler)
+            handler.close()
+    lines = history.read_text().splitlines()
+    assert [line.split(" attempt ")[1][:1] for line in lines] == ["1", "2"]
+    assert lines[0].endswith("run SRR1: try 1 failed") and lines[1].endswith("run SRR1: try 2 failed")
+
+
+def _run_header(header, rows, tmp_path):
+    sheet = write_sheet(tmp_path, rows, header=header)
+    return load_sample_sheet(sheet, TX, sources=["ena"])
+
+
+# ----------------------------------------------------------------------------- accessions (ENA filereport)
+
+
+def _record(run, sample, study, files, layout, species="Formica simulata", read_count=8000):
+    """One run as ENA's filereport describes it (paths without scheme, ';'-separated)."""
+    return {
+        "run_accession": run,
+        "sample_accession": sample,
+        "study_accession": study,
+        "fastq_ftp": ";".join(f"ftp.sra.ebi.ac.uk/vol1/fastq/{run[:6]}/{run}/{f.name}" for f in files),
+        "fastq_md5": ";".join(md5(f) for f in files),
+        "fastq_bytes": ";".join(str(f.stat().st_size) for f in files),
+        "library_layout": layout,
+        "scientific_name": species,
+        "read_count": str(read_count),
+        "instrument_model": "Illumina NovaSeq 6000",
+    }
+
+
+def test_accessions_resolve_through_filereport_once(dataset, tmp_path):
+    from rnaseq.ena import ResolveError, resolve
+
+    root = dataset["root"]
+    srr10 = _record(
+        "SRR10", "SAMN1", "PRJNA9", [root / "SRR10_1.fastq.gz", root / "SRR10_2.fastq.gz"], "PAIRED"
+    )
+    srr11 = _record("SRR11", "SAMN2", "PRJNA9", [root / "SRR11.fastq.gz"], "SINGLE")
+    with FixtureServer(root) as server:
+        server.filereports.update(
+            {"PRJNA9": [srr10, srr11], "SRR11": [srr11], "SAMN1": [srr10], "SRP404": []}
+        )
+        portal = server.url("ena/portal/api")
+        sheet = resolve(["PRJNA9", "SRR11", "SAMN1"], portal, tmp_path / "filereport.tsv")
+        asked = len(server.requests)
+        resolve(["PRJNA9", "SRR11", "SAMN1"], portal, tmp_path / "filereport.tsv")
+        assert len(server.requests) == asked, "a resolved list is read from its file, not asked again"
+        query = server.requests[0].path
+        with pytest.raises(ResolveError) as info:
+            resolve(["PRJNA9", "SRR99", "SRP404"], portal, tmp_path / "other.tsv")
+    for field in (
+        "result=read_run",
+        "fastq_ftp",
+        "fastq_md5",
+        "fastq_bytes",
+        "library_layout",
+        "scientific_name",
+    ):
+        assert field in query
+    assert "accession SRR99: HTTP 400" in str(info.value) and "Invalid accession: SRR99" in str(info.value)
+    assert "accession SRP404: ENA lists no runs" in str(info.value)
+    runs = load_sample_sheet(sheet, TX, mirror_base="http://mirror.local/")
+    assert list(runs) == ["SRR10", "SRR11"]  # SRR11 and SAMN1's run once each
+    assert runs["SRR10"].paired and runs["SRR10"].sample == "SAMN1" and runs["SRR11"].layout == "single"
+    assert runs["SRR11"].species == "Formica_simulata" and runs["SRR11"].read_count == 8000
+    assert runs["SRR10"].metadata["study_accession"] == "PRJNA9"
+    assert (
+        runs["SRR10"].fastq[0].locations[0].url
+        == "http://mirror.local/vol1/fastq/SRR10/SRR10/SRR10_1.fastq.gz"
+    )
+
+
+def test_a_pasted_filereport_is_a_sample_sheet(dataset, tmp_path):
+    root = dataset["root"]
+    record = _record("SRR11", "SAMEA7", "PRJEB1", [root / "SRR11.fastq.gz"], "SINGLE", species="Homo sapiens")
+    sheet = tmp_path / "filereport_read_run_PRJEB1_tsv.txt"
+    sheet.write_text("\t".join(record) + "\n" + "\t".join(record.values()) + "\n")
+    run = load_sample_sheet(sheet, {"Homo_sapiens": "hs.fa"})["SRR11"]
+    assert (run.species, run.layout, run.sample) == ("Homo_sapiens", "single", "SAMEA7")
+    assert run.metadata == {
+        "sample_accession": "SAMEA7",
+        "study_accession": "PRJEB1",
+        "instrument_model": "Illumina NovaSeq 6000",
+    }
+    assert run.fastq[0].size == (root / "SRR11.fastq.gz").stat().st_size
+
+
+# ----------------------------------------------------------------------------- kallisto options, genes
+
+
+def test_kallisto_options_reach_the_command(tmp_path):
+    from rnaseq.quantify import KallistoOptions, kallisto_command
+
+    options = KallistoOptions(
+        binary="/opt/kallisto-0.52/kallisto",
+        strandedness="rf-stranded",
+        bootstraps=30,
+        seed=7,
+        extra_args=["--single-overhang"],
+    )
+    cmd = [
+        str(c) for c in kallisto_command(Path("i"), Path("o"), [Path("r.fq.gz")], False, 2, 250, 25, options)
+    ]
+    assert cmd[0] == "/opt/kallisto-0.52/kallisto" and cmd[-1] == "r.fq.gz"
+    for flags in (
+        ["--rf-stranded"],
+        ["-b", "30", "--seed", "7"],
+        ["--single-overhang"],
+        ["-l", "250", "-s", "25"],
+    ):
+        at = cmd.index(flags[0])
+        assert cmd[at : at + len(flags)] == flags
+    plain = [str(c) for c in kallisto_command(Path("i"), Path("o"), [Path("a"), Path("b")], True, 1, 0, 0)]
+    assert "-b" not in plain and "--fr-stranded" not in plain and "--single" not in plain
+
+
+def test_bootstraps_without_hdf5_fail_naming_the_fix(dataset, tmp_path):
+    from rnaseq.quantify import KallistoOptions
+
+    folder = _fastq_dir(dataset, tmp_path, "SRR10", "paired", 8000)
+    with pytest.raises(QuantError, match="wrote no abundance.h5 for 5 bootstraps"):
+        quantify_run(
+            "SRR10",
+            folder,
+            dataset["root"] / "tx.idx",
+            tmp_path / "SRR10_abundance.tsv",
+            tmp_path / "SRR10_run_info.json",
+            options=KallistoOptions(bootstraps=5),  # Debian's 0.48 has no HDF5
+        )
+    assert not (tmp_path / "SRR10_abundance.tsv").exists()
+
+
+def test_gene_matrices_sum_transcripts_by_gene(tmp_path):
+    from rnaseq.merge import gene_matrix, read_tx2gene
+
+    head = "target_id\tlength\teff_length\test_counts\ttpm\n"
+    a = tmp_path / "a.tsv"
+    a.write_text(head + "t1\t100\t50\t10\t100\nt2\t100\t50\t20\t200\nt3\t100\t50\t5\t700\n")
+    matrices = merge_abundances({"SRR1": a})
+    table = tmp_path / "tx2gene.tsv"
+    table.write_text("transcript_id\tgene_id\nt1\tg1\nt2\tg1\nt3\tg2\n")
+    tx2gene = read_tx2gene(table, {"t1", "t2", "t3"})
+    counts = gene_matrix(matrices["est_counts"], tx2gene).set_index("gene_id")["SRR1"]
+    tpm = gene_matrix(matrices["tpm"], tx2gene).set_index("gene_id")["SRR1"]
+    assert counts.to_dict() == {"g1": 30, "g2": 5} and tpm.to_dict() == {"g1": 300, "g2": 700}
+    with pytest.raises(MergeError, match="1 transcript\\(s\\) of the index have no gene, e.g. t4"):
+        read_tx2gene(table, {"t1", "t2", "t3", "t4"})
