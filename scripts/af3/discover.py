@@ -18,6 +18,8 @@ case (a name that does not depend on which jobs exist, so a group's directory ne
 Each complete job goes to chunk ``sha1(name) mod n_chunks``. A chunk manifest is rewritten only
 when its content changes, so its mtime tells Snakemake which chunks must be organized again.
 ``n_chunks: auto`` derives the count from the number of complete jobs (:func:`chunk_count`).
+The chunk plan, the manifests and their reading are the shared floor's (:mod:`batches`); this
+module keeps what an AF3 job is.
 """
 
 import errno
@@ -30,6 +32,7 @@ import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from batches import batch_count, batch_of, read_batch_ids, tsv_text, write_batch_manifests
 from common import atomic_open, setup_logging
 
 log = logging.getLogger("hpcpipe")
@@ -89,29 +92,18 @@ def group_of(job: str, group_regex: str, group_case: str = "keep") -> str:
     return group.upper() if group_case == "fold" else group
 
 
-def chunk_of(job: str, n_chunks: int) -> str:
-    """Stable chunk id of a job name: adding or removing other jobs never moves it."""
-    digest = hashlib.sha1(job.encode("utf-8", "surrogateescape")).digest()
-    return f"{int.from_bytes(digest[:8], 'big') % n_chunks:03d}"
-
-
 JOBS_PER_CHUNK = 256
 
 
 def chunk_count(n_chunks: int | str, n_jobs: int) -> int:
-    """The number of chunks: ``n_chunks`` itself, or for ``"auto"`` the power of two nearest above
-    ``n_jobs / 256`` (1 up to 256 jobs, 64 for 13,700).
+    """The number of chunks: ``n_chunks`` itself, or for ``"auto"`` the power of two at or above
+    ``n_jobs / 256`` (1 up to 256 jobs, 64 for 13,700): :func:`batches.batch_count`.
 
     Each chunk is one Snakemake job with its own Python start-up, so a small tree gets few. A power
     of two changes seldom as jobs are added; when it does, every chunk is checked again once
     (unchanged jobs are skipped by their markers).
     """
-    if n_chunks != "auto":
-        return int(n_chunks)
-    count = 1
-    while count * JOBS_PER_CHUNK < n_jobs and count < 512:
-        count *= 2
-    return count
+    return batch_count(n_chunks, n_jobs, JOBS_PER_CHUNK)
 
 
 def json_object_problem(path: str, edge_bytes: int = 64) -> str:
@@ -288,28 +280,8 @@ def scan_root(
     complete = [e for e in entries if e.status == "complete"]
     count = chunk_count(n_chunks, len(complete))
     for entry in complete:
-        entry.chunk = chunk_of(entry.job, count)
+        entry.chunk = batch_of(entry.job, count)
     return entries
-
-
-def _tsv_cell(value) -> str:
-    # Hostile names (tabs, newlines) must not break the table.
-    return str(value).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def tsv_text(rows: list[dict], columns: list[str]) -> str:
-    lines = ["\t".join(columns)]
-    lines += ["\t".join(_tsv_cell(row[c]) for c in columns) for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_if_changed(path: Path, text: str) -> bool:
-    """Replace ``path`` only when its content differs, keeping the mtime of an unchanged file."""
-    if path.exists() and path.read_text() == text:
-        return False
-    with atomic_open(path) as handle:
-        handle.write(text)
-    return True
 
 
 def write_manifests(entries: list[JobEntry], manifest: Path, problems: Path, chunk_dir: Path) -> dict:
@@ -334,38 +306,19 @@ def write_manifests(entries: list[JobEntry], manifest: Path, problems: Path, chu
     ]
     with atomic_open(problems) as handle:
         handle.write(tsv_text(problem_rows, ["item", "status", "reason"]))
-    chunk_dir.mkdir(parents=True, exist_ok=True)
-    by_chunk: dict[str, list[dict]] = {}
-    for r in rows:
-        if r["status"] == "complete":
-            by_chunk.setdefault(r["chunk"], []).append(r)
-    changed = [
-        c
-        for c, chunk_rows in by_chunk.items()
-        if write_if_changed(chunk_dir / f"chunk-{c}.tsv", tsv_text(chunk_rows, CHUNK_COLUMNS))
-    ]
-    for stale in chunk_dir.glob("chunk-*.tsv"):
-        if stale.stem.removeprefix("chunk-") not in by_chunk:
-            stale.unlink()
+    complete = [r for r in rows if r["status"] == "complete"]
+    changed = write_batch_manifests(complete, CHUNK_COLUMNS, chunk_dir, key="chunk", prefix="chunk")
     return {
         "jobs": len(rows),
         "complete": len(rows) - len(bad),
         "problems": len(problem_rows),
-        "changed_chunks": sorted(changed),
+        "changed_chunks": changed,
     }
 
 
 def read_chunk_ids(manifest: str | os.PathLike) -> list[str]:
     """The non-empty chunks listed in a job manifest (called by the rules after discovery)."""
-    chunks = set()
-    with open(manifest) as handle:
-        header = handle.readline().rstrip("\n").split("\t")
-        ci, si = header.index("chunk"), header.index("status")
-        for line in handle:
-            cells = line.rstrip("\n").split("\t")
-            if cells[si] == "complete":
-                chunks.add(cells[ci])
-    return sorted(chunks)
+    return read_batch_ids(manifest, key="chunk", only={"status": "complete"})
 
 
 def unfinished_job_dirs(manifest: str | os.PathLike, root: str | os.PathLike) -> list[str]:

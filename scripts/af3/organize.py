@@ -24,15 +24,15 @@ failed (job, file, reason), the chunk succeeds, and ``af3_check`` fails the run 
 import csv
 import json
 import logging
-import multiprocessing
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-from common import CommandError, atomic_open, atomic_path, run_command, setup_logging, write_json
+from batches import Progress, current_marker, read_manifest, run_items, write_marker
+from common import CommandError, atomic_path, run_command, setup_logging, write_json
 
 from af3.msa_store import STORE_DIRNAME, strip_text
 from af3.seeds import archive_name, pack_seeds
@@ -67,15 +67,6 @@ def read_ranking_samples(path: Path) -> list[dict]:
                 "ranking_score": float(row["ranking_score"]),
             }
             for row in csv.DictReader(handle)
-        ]
-
-
-def read_chunk_manifest(path: str | os.PathLike) -> list[dict]:
-    """Rows of a per-chunk manifest written by discovery."""
-    with open(path) as handle:
-        header = handle.readline().rstrip("\n").split("\t")
-        return [
-            dict(zip(header, line.rstrip("\n").split("\t"), strict=True)) for line in handle if line.strip()
         ]
 
 
@@ -117,7 +108,7 @@ def rsync_group_command(root: Path, jobs: list[str], group_dir: Path, codec: str
 
 
 # Raised when a record gains fields: older markers then count as stale and their jobs are redone.
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3
 
 
 def settings_key(settings: dict) -> str:
@@ -125,15 +116,17 @@ def settings_key(settings: dict) -> str:
     return json.dumps({**keys, "format": RECORD_FORMAT}, sort_keys=True)
 
 
+def job_signature(row: dict, settings: dict) -> str:
+    """What a job's marker must carry to count: discovery's signature of the job and the settings."""
+    return f"{row['signature']} {settings_key(settings)}"
+
+
 def unchanged_record(row: dict, settings: dict) -> dict | None:
     """The job's marker record when the job is organized already with the same signature and settings."""
     marker = Path(settings["markers"]) / row["group"] / f"{row['job']}.json"
     dest = Path(settings["organized"]) / row["group"] / row["job"]
-    try:
-        record = json.loads(marker.read_text())
-    except (OSError, ValueError):  # no marker yet (or an unreadable one): organize the job
-        return None
-    if record.get("key") == f"{row['signature']} {settings_key(settings)}" and dest.is_dir():
+    record = current_marker(marker, job_signature(row, settings))
+    if record is not None and dest.is_dir():
         record["skipped"] = True
         return record
     return None
@@ -196,7 +189,7 @@ def organize_job(row: dict, settings: dict, copied: bool = False) -> dict:
     organized = Path(settings["organized"])
     dest = organized / group / job
     marker = Path(settings["markers"]) / group / f"{job}.json"
-    key = f"{row['signature']} {settings_key(settings)}"
+    signature = job_signature(row, settings)
     started = time.monotonic()
     at = str(src)  # the file being worked on, for the failure report
     try:
@@ -207,7 +200,8 @@ def organize_job(row: dict, settings: dict, copied: bool = False) -> dict:
         if not copied:
             run_command(rsync_command(src, work, settings["seed_codec"]), timeout=settings["timeout"])
 
-        record: dict = {"job": job, "group": group, "prefix": prefix, "layout": row["layout"], "key": key}
+        record: dict = {"job": job, "group": group, "prefix": prefix, "layout": row["layout"]}
+        record["signature"] = signature
         data_json = src / f"{prefix}_data.json"
         at = str(data_json)
         if data_json.exists():
@@ -270,8 +264,7 @@ def organize_job(row: dict, settings: dict, copied: bool = False) -> dict:
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.rename(work, dest)
-        with atomic_open(marker) as handle:
-            json.dump(record, handle)
+        write_marker(marker, record)
     except Exception as err:
         raise JobFailed(at, f"{type(err).__name__}: {err}") from err
     record["skipped"] = False
@@ -290,18 +283,21 @@ def sample_dir_links(sample_dir: Path) -> list[str]:
 
 
 def _organize_one(args: tuple[dict, dict, bool]) -> tuple[dict | None, dict | None]:
-    """One job for the worker pool: (record, None), or (None, failure); never raises."""
+    """One job for the worker pool: (record, None), or (None, failure) naming the file at fault.
+
+    Other exceptions (and a worker's death) are left to :func:`batches.run_items`, which fails
+    this job alone.
+    """
     row, settings, copied = args
     try:
         return organize_job(row, settings, copied=copied), None
     except JobFailed as err:  # one bad job must not stop the others
         return None, {"job": row["job"], "group": row["group"], "file": err.file, "reason": err.reason}
-    except Exception as err:  # noqa: BLE001 (a defect of ours: still only this job's)
-        reason = f"{type(err).__name__}: {err}"
-        return None, {"job": row["job"], "group": row["group"], "file": "", "reason": reason}
 
 
-def organize_chunk(rows: list[dict], settings: dict, workers: int) -> tuple[list[dict], list[dict]]:
+def organize_chunk(
+    rows: list[dict], settings: dict, workers: int, chunk: str = ""
+) -> tuple[list[dict], list[dict]]:
     """Organize ``rows`` with ``workers`` processes; return (records, failures).
 
     A failure is a dict: job, group, file (the path at fault) and reason.
@@ -325,14 +321,21 @@ def organize_chunk(rows: list[dict], settings: dict, workers: int) -> tuple[list
         for jobs in pool.map(lambda group_rows: copy_group(group_rows, settings), pending.values()):
             copied.update(jobs)
     tasks = [(row, settings, row["job"] in copied) for row in rows if row["job"] not in unchanged]
-    if workers > 1 and len(tasks) > 1:
-        # fork: the workers inherit the imported modules and the log file; the threads above are done.
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            done = list(pool.map(_organize_one, tasks, chunksize=4))
-    else:
-        done = [_organize_one(task) for task in tasks]
-    results = {task[0]["job"]: result for task, result in zip(tasks, done, strict=True)}
+    # The shared pool (fork: the workers inherit the imported modules and the log file; the rsync
+    # threads above are done): a crash or kill of one worker fails its job alone.
+    done, died = run_items(
+        tasks,
+        _organize_one,
+        workers,
+        name=lambda task: task[0]["job"],
+        progress=Progress(len(tasks), f"chunk {chunk}: jobs organized" if chunk else "jobs organized"),
+    )
+    results = {}
+    for record, failure in done:
+        results[(record or failure)["job"]] = (record, failure)
+    for job, reason in died:
+        row = next(t[0] for t in tasks if t[0]["job"] == job)
+        results[job] = (None, {"job": job, "group": row["group"], "file": "", "reason": reason})
     for row in rows:
         record, failure = (unchanged[row["job"]], None) if row["job"] in unchanged else results[row["job"]]
         if failure:
@@ -346,9 +349,9 @@ def organize_chunk(rows: list[dict], settings: dict, workers: int) -> tuple[list
 
 def main(smk) -> None:
     setup_logging(smk.log[0])
-    rows = read_chunk_manifest(smk.input.chunk)
+    rows = read_manifest(smk.input.chunk)
     settings = dict(smk.params.settings)
-    records, failures = organize_chunk(rows, settings, smk.threads)
+    records, failures = organize_chunk(rows, settings, smk.threads, smk.wildcards.chunk)
     skipped = sum(r["skipped"] for r in records)
     log.info(
         "chunk %s: %d jobs, %d organized, %d unchanged, %d failed (%d workers)",

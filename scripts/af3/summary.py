@@ -11,9 +11,9 @@ import json
 import logging
 from pathlib import Path
 
+from batches import write_if_changed
 from common import atomic_open, setup_logging
 
-from af3.discover import write_if_changed
 from af3.upload import redact_remote
 
 log = logging.getLogger("hpcpipe")
@@ -28,6 +28,11 @@ def group_line(groups_tsv: str) -> str:
     """``groups: KMT5A (7 jobs), ...`` from groups.tsv (the case-folded names when group_case is fold)."""
     rows = [r for r in read_tsv(groups_tsv) if r["group"] != "overall"]
     return "groups: " + ", ".join(f"{r['group']} ({r['jobs']} jobs)" for r in rows)
+
+
+def ratio(value) -> str:
+    """``19.45x``, or ``n/a`` when nothing was archived (an empty root)."""
+    return "n/a" if value is None else f"{value}x"
 
 
 def summary_lines(inputs: dict, organized: str, upload_remote: str = "", upload_state: str = "") -> list[str]:
@@ -62,7 +67,7 @@ def summary_lines(inputs: dict, organized: str, upload_remote: str = "", upload_
     lines += [
         f"organized tree: {organized}",
         f"MSA archive: {stats['msa_raw_bytes']} raw bytes -> {stats['msa_stored_bytes']} stored "
-        f"({stats['msa_ratio']}x; {stats['msa_values']} MSAs, {stats['msa_distinct']} distinct): {inputs['stats']}",
+        f"({ratio(stats['msa_ratio'])}; {stats['msa_values']} MSAs, {stats['msa_distinct']} distinct): {inputs['stats']}",
         "restore a whole job as AF3 wrote it: python scripts/af3/restore.py --job <job> -o OUT "
         "(--all for every job; the af3_verify rule checks them all against the source)",
     ]
@@ -78,7 +83,7 @@ def summary_lines(inputs: dict, organized: str, upload_remote: str = "", upload_
 
 def upload_contents(organized_tsv: str, report_texts: dict[str, bytes]) -> str:
     """What the upload would send, as text: a line per organized job (key) and per report (sha256)."""
-    lines = [f"job\t{r['group']}/{r['job']}\t{r['key']}" for r in read_tsv(organized_tsv)]
+    lines = [f"job\t{r['group']}/{r['job']}\t{r['signature']}" for r in read_tsv(organized_tsv)]
     lines += [
         f"report\t{name}\t{hashlib.sha256(data).hexdigest()}" for name, data in sorted(report_texts.items())
     ]

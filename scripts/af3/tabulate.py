@@ -52,7 +52,7 @@ GROUP_COLUMNS = [
 LIST_FIELDS = ["chain_iptm", "chain_pair_iptm", "chain_ptm", "chain_pair_pae_min"]
 SAMPLE_COLUMNS = ["group", "job", "seed", "sample", "ranking_score", "best"]
 FAILED_COLUMNS = ["item", "status", "chunk", "file", "reason"]
-ORGANIZED_COLUMNS = ["group", "job", "key"]
+ORGANIZED_COLUMNS = ["group", "job", "signature"]
 # Not groups: the MSA store, the index, work dirs of jobs in progress, reports sent with the upload.
 RESERVED_DIRS = {"_msa_store", "_index", "_partial", "_reports"}
 MSA_INDEX_COLUMNS = ["group", "job", "chain_ids", "field", "sha256", "raw_bytes", "stored_bytes", "reference"]
@@ -318,12 +318,15 @@ def sweep_store_leftovers(store: Path, older_than_s: float = 0) -> int:
 
 
 def remove_empty_partial_dirs(organized: Path) -> None:
-    """Group dirs under ``_partial`` that finished jobs left empty (no chunk job runs now)."""
+    """Group dirs under ``_partial`` that finished jobs left empty, then ``_partial`` itself if
+    empty (no chunk job runs now): what stays there is a failed job's work."""
     partial = organized / "_partial"
     if partial.is_dir():
         for group in os.scandir(partial):
             if group.is_dir(follow_symlinks=False) and not any(os.scandir(group.path)):
                 os.rmdir(group.path)
+        if not any(os.scandir(partial)):
+            os.rmdir(partial)
 
 
 def main(smk) -> None:
@@ -347,7 +350,7 @@ def main(smk) -> None:
     failed += gone_jobs(Path(smk.params.organized), records, failures) + bad_values(records)
     write_tsv(failed, FAILED_COLUMNS, smk.output.failed)
     write_tsv(
-        [{"group": r["group"], "job": r["job"], "key": r["key"]} for r in records],
+        [{"group": r["group"], "job": r["job"], "signature": r["signature"]} for r in records],
         ORGANIZED_COLUMNS,
         smk.output.organized,
     )

@@ -2,9 +2,9 @@
 
 import json
 import os
-import time
 from pathlib import Path
 
+import batches
 import pytest
 from af3 import discover, example_inputs, msa_store, organize, seeds, upload
 
@@ -22,15 +22,6 @@ def test_group_of_default_and_custom_regex():
     assert discover.group_of("setd6-rpl29", "^([^_]+)_") == ""
     assert discover.group_of("setd6-rpl29_x", r"^([^-]+)-") == "setd6"
     assert discover.group_of("_H3_x", "^([^_]+)_") == ""
-
-
-def test_chunk_is_stable_and_in_range():
-    names = [f"JOB_{i}" for i in range(500)]
-    chunks = {n: discover.chunk_of(n, 16) for n in names}
-    assert set(chunks.values()) <= {f"{i:03d}" for i in range(16)}
-    assert len(set(chunks.values())) == 16
-    # Adding jobs never moves an existing one.
-    assert all(discover.chunk_of(n, 16) == c for n, c in chunks.items())
 
 
 def test_discovery_reports_each_broken_job_and_keeps_the_good_ones(small_tree):
@@ -57,17 +48,6 @@ def test_discovery_reports_each_broken_job_and_keeps_the_good_ones(small_tree):
         != []
     )
     assert all(e.job == e.job.lower() and e.status == "complete" for e in v301)
-
-
-def test_chunk_manifest_is_rewritten_only_when_its_content_changes(tmp_path):
-    path = tmp_path / "chunk-000.tsv"
-    assert discover.write_if_changed(path, "a\n")
-    before = path.stat().st_mtime_ns
-    time.sleep(0.02)
-    assert not discover.write_if_changed(path, "a\n")
-    assert path.stat().st_mtime_ns == before
-    assert discover.write_if_changed(path, "b\n")
-    assert path.read_text() == "b\n"
 
 
 @pytest.mark.parametrize("codec", ["zst", "xz"])
@@ -257,6 +237,7 @@ def test_fast_json_escaping_equals_json_dumps(value):
 
 
 def test_auto_chunk_count_grows_in_powers_of_two():
+    """af3's use of the shared floor (tests/test_batches.py): 256 jobs per chunk."""
     assert discover.chunk_count(5, 10_000) == 5
     counts = {n: discover.chunk_count("auto", n) for n in (0, 1, 256, 257, 300, 1000, 13_700, 10**6)}
     assert counts == {0: 1, 1: 1, 256: 1, 257: 2, 300: 2, 1000: 4, 13_700: 64, 10**6: 512}
@@ -316,7 +297,7 @@ def organize_settings(root: Path, tmp_path: Path) -> dict:
 def chunk_rows(root: Path, tmp_path: Path) -> list[dict]:
     entries = [e for e in discover.scan_root(root, "^([^_]+)_", 1) if e.status == "complete"]
     discover.write_manifests(entries, tmp_path / "jobs.tsv", tmp_path / "problems.tsv", tmp_path / "chunks")
-    return organize.read_chunk_manifest(tmp_path / "chunks" / "chunk-000.tsv")
+    return batches.read_manifest(tmp_path / "chunks" / "chunk-000.tsv")
 
 
 @pytest.mark.parametrize("damage", ["invalid JSON", "invalid UTF-8"])
@@ -517,3 +498,18 @@ def test_a_failed_chunk_gets_a_new_retry_note_each_time(tmp_path):
     assert first == "attempt 1\nJ1\nJ2\n" and check.retry_note(tmp_path, "000") == ""
     check.retry_next_time(failures[:1], tmp_path)
     assert check.retry_note(tmp_path, "003") == "attempt 2\nJ1\n"
+
+
+def test_an_empty_root_reads_as_a_warning_in_the_summary(tmp_path):
+    from af3 import summary, tabulate
+
+    (tmp_path / "root").mkdir()
+    entries = discover.scan_root(tmp_path / "root", "^([^_]+)_", "auto")
+    discover.write_manifests(entries, tmp_path / "jobs.tsv", tmp_path / "problems.tsv", tmp_path / "c")
+    tabulate.write_tsv(tabulate.group_table([], []), tabulate.GROUP_COLUMNS, tmp_path / "groups.tsv")
+    (tmp_path / "stats.json").write_text(json.dumps(tabulate.archive_stats([], [])))
+    inputs = {k: str(tmp_path / f) for k, f in [("stats", "stats.json"), ("problems", "problems.tsv")]}
+    inputs |= {"groups": str(tmp_path / "groups.tsv"), "confidences": "c.tsv", "plot": "p.png"}
+    text = "\n".join(summary.summary_lines(inputs, "organized"))
+    assert text.startswith("WARNING: the AF3 output root is empty")
+    assert "None" not in text and "(n/a;" in text

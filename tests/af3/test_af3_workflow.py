@@ -15,9 +15,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import batches
 import pandas as pd
 import pytest
-from af3 import discover, example_inputs, seeds, upload
+from af3 import example_inputs, seeds, upload
 from af3.restore import organized_jobs, restore_job, restore_tree, tree_differences
 from conftest import BIN, REPO, SLURM_QUICK, run_workflow, snakemake_env
 
@@ -349,7 +350,7 @@ def test_new_jobs_redo_only_their_chunks(tmp_path, source):
     new = example_inputs.job_specs(2, start=500)
     for spec in new:
         example_inputs.write_job(src, spec, msa_depth=100)
-    touched = {f"chunk-{discover.chunk_of(s.dirname, 4)}.json" for s in new}
+    touched = {f"chunk-{batches.batch_of(s.dirname, 4)}.json" for s in new}
     assert touched < set(states)  # the test needs at least one untouched chunk
     proc = run_workflow(workdir, config, ["af3_all"], extra=["--cores", "2"])
     after = {p.name: p.stat().st_mtime_ns for p in (workdir / "results/af3/state/chunks").iterdir()}
