@@ -159,8 +159,14 @@ def copy_group(rows: list[dict], settings: dict) -> list[str]:
     jobs = [r["job"] for r in rows if (root / r["job"]).is_dir()]
     if not jobs:
         return []
-    for job in jobs:
-        start_partial(organized, rows[0]["group"], job)
+    for job in list(jobs):
+        try:
+            start_partial(organized, rows[0]["group"], job)
+        except OSError as err:  # organize_job tries again and reports it for this job alone
+            log.warning("job %s: could not prepare its work dir: %s", job, err)
+            jobs.remove(job)
+    if not jobs:
+        return []
     try:
         run_command(rsync_group_command(root, jobs, group_dir, codec), timeout=settings["timeout"])
         return jobs
@@ -335,7 +341,8 @@ def organize_chunk(
         results[(record or failure)["job"]] = (record, failure)
     for job, reason in died:
         row = next(t[0] for t in tasks if t[0]["job"] == job)
-        results[job] = (None, {"job": job, "group": row["group"], "file": "", "reason": reason})
+        where = str(Path(settings["root"]) / job)
+        results[job] = (None, {"job": job, "group": row["group"], "file": where, "reason": reason})
     for row in rows:
         record, failure = (unchanged[row["job"]], None) if row["job"] in unchanged else results[row["job"]]
         if failure:

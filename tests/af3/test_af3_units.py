@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import batches
@@ -334,6 +335,26 @@ def test_a_job_that_fails_in_a_worker_is_named_with_its_file_and_leaves_nothing_
     assert failures == [] and (organized / bad["group"] / bad["job"] / "seeds.tar.zst").is_file()
     assert [r["job"] for r in records if not r["skipped"]] == [bad["job"]]
     assert not organize.partial_dir(organized, bad["group"], bad["job"]).exists()
+
+
+def test_a_worker_killed_mid_job_fails_that_job_alone(tmp_path, monkeypatch):
+    """The shared pool's isolation, seen from af3: a SIGKILLed worker (the OOM killer) is one failure."""
+    root = tmp_path / "out"
+    example_inputs.make_tree(root, n_jobs=4, msa_depth=20, broken=False)
+    rows = chunk_rows(root, tmp_path)
+    victim = rows[2]["job"]
+    real = organize.organize_job
+
+    def dies_on_the_victim(row, settings, copied=False):
+        if row["job"] == victim:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(row, settings, copied=copied)
+
+    monkeypatch.setattr(organize, "organize_job", dies_on_the_victim)
+    records, failures = organize.organize_chunk(rows, organize_settings(root, tmp_path), workers=2)
+    assert [(f["job"], f["file"]) for f in failures] == [(victim, str(root / victim))]
+    assert "WorkerDied: killed by SIGKILL" in failures[0]["reason"]
+    assert sorted(r["job"] for r in records) == sorted(r["job"] for r in rows if r["job"] != victim)
 
 
 def test_a_symlink_inside_a_sample_dir_fails_the_job_with_a_clear_reason(tmp_path):
