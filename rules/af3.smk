@@ -1,12 +1,14 @@
 # Workflow af3: organize, archive, compress and upload AlphaFold 3 outputs (13,700+ jobs).
 #
 #   af3_discover (checkpoint) -> af3_organize_chunk (one per chunk) -> af3_tabulate, af3_plot
-#                                                                   -> af3_upload (if a remote is set)
-#                                                                   -> SUMMARY.txt
+#     -> af3_summary (checkpoint: SUMMARY.txt and what the upload would send)
+#     -> af3_upload (if a remote is set) and af3_check (fails the run naming each failed job)
+# af3_verify (opt-in target) restores every organized job and compares it with the source.
 # The DAG follows chunks, not AF3 jobs: discovery puts each job into chunk hash(name) mod n_chunks
 # and rewrites a chunk's manifest only when the chunk's jobs change, so a rerun organizes only
 # the chunks holding new or changed jobs. Inside a chunk, a worker pool (the rule's threads,
 # set in the profiles) runs one rsync + MSA archive + seed archive per job.
+from af3.check import retry_note
 from af3.discover import read_chunk_ids, unfinished_job_dirs
 
 AF3 = config["af3"]
@@ -41,7 +43,23 @@ def af3_targets():
     # The upload is a target of its own, not an input of SUMMARY.txt: after a quota stop, Snakemake
     # 9.27 missed the missing upload state behind the checkpoint-dependent summary.
     upload = [f"{AF3_OUT}/upload/upload.json"] if af3_upload_enabled() else []
-    return [f"{AF3_OUT}/SUMMARY.txt", *upload]
+    return [f"{AF3_OUT}/SUMMARY.txt", *upload, f"{AF3_OUT}/state/check.json"]
+
+
+def af3_upload_contents(wildcards):
+    """What the upload would send (written by af3_summary only when it changes): its only input,
+    so the upload reruns when that changed, not whenever discovery or the tables ran."""
+    checkpoints.af3_summary.get()
+    return f"{AF3_OUT}/upload/contents.tsv"
+
+
+AF3_REPORTS = [
+    f"{AF3_OUT}/tables/confidences.tsv",
+    f"{AF3_OUT}/tables/samples.tsv",
+    f"{AF3_OUT}/tables/groups.tsv",
+    f"{AF3_OUT}/manifest/problems.tsv",
+    f"{AF3_OUT}/manifest/failed.tsv",
+]
 
 
 WORKFLOW_TARGETS["af3"] = af3_targets
@@ -73,6 +91,7 @@ checkpoint af3_discover:
     params:
         root=lambda wildcards: af3_source_root(),
         group_regex=AF3["group_regex"],
+        group_case=AF3["group_case"],
         n_chunks=AF3["n_chunks"],
         chunk_dir=f"{AF3_OUT}/manifest/chunks",
     script:
@@ -106,6 +125,9 @@ rule af3_organize_chunk:
             "seed_level": AF3["seeds"]["level"],
             "timeout": 6 * 3600,
         },
+        # Rewritten by af3_check when jobs of this chunk failed: a changed value reruns the chunk,
+        # which redoes only the jobs without a current marker.
+        retry=lambda wildcards: retry_note(f"{AF3_OUT}/state/retry", wildcards.chunk),
     script:
         "../scripts/af3/organize.py"
 
@@ -117,9 +139,12 @@ rule af3_tabulate:
     output:
         parquet=f"{AF3_OUT}/tables/confidences.parquet",
         tsv=report(f"{AF3_OUT}/tables/confidences.tsv", category="af3"),
+        samples=report(f"{AF3_OUT}/tables/samples.tsv", category="af3"),
         groups=report(f"{AF3_OUT}/tables/groups.tsv", category="af3"),
         msa_index=f"{AF3_OUT}/organized/_index/msa_index.tsv",
         stats=f"{AF3_OUT}/tables/archive_stats.json",
+        failed=report(f"{AF3_OUT}/manifest/failed.tsv", category="af3"),
+        organized=f"{AF3_OUT}/manifest/organized.tsv",
     log:
         "logs/af3/tabulate.log",
     benchmark:
@@ -131,6 +156,9 @@ rule af3_tabulate:
         "../envs/af3.yaml"
     params:
         store=f"{AF3_OUT}/organized/_msa_store",
+        organized=lambda wildcards, output: os.path.dirname(
+            os.path.dirname(output.msa_index)
+        ),
     script:
         "../scripts/af3/tabulate.py"
 
@@ -155,9 +183,7 @@ rule af3_plot:
 
 rule af3_upload:
     input:
-        # Tabulate runs after every chunk: its outputs stand for the whole organized tree.
-        msa_index=f"{AF3_OUT}/organized/_index/msa_index.tsv",
-        stats=f"{AF3_OUT}/tables/archive_stats.json",
+        contents=af3_upload_contents,
     output:
         state=f"{AF3_OUT}/upload/upload.json",
     log:
@@ -170,9 +196,8 @@ rule af3_upload:
         upload_slots=1,
         runtime=lambda wildcards, attempt: 24 * 60 * attempt,
     params:
-        source=lambda wildcards, input: os.path.dirname(
-            os.path.dirname(input.msa_index)
-        ),
+        source=f"{AF3_OUT}/organized",
+        reports=[*AF3_REPORTS, f"{AF3_OUT}/SUMMARY.txt"],
         remote=AF3["upload"]["remote"],
         max_transfer=AF3["upload"]["max_transfer"],
         flags=AF3["upload"]["flags"],
@@ -184,16 +209,21 @@ rule af3_upload:
         "../scripts/af3/upload.py"
 
 
-rule af3_summary:
+checkpoint af3_summary:
+    # A checkpoint so that the upload's input (the content list written beside SUMMARY.txt, only
+    # when it changes) is looked at after this ran.
     input:
         confidences=f"{AF3_OUT}/tables/confidences.tsv",
+        samples=f"{AF3_OUT}/tables/samples.tsv",
         groups=f"{AF3_OUT}/tables/groups.tsv",
         stats=f"{AF3_OUT}/tables/archive_stats.json",
         plot=f"{AF3_OUT}/plots/ranking_scores.png",
         problems=f"{AF3_OUT}/manifest/problems.tsv",
+        failed=f"{AF3_OUT}/manifest/failed.tsv",
+        organized=f"{AF3_OUT}/manifest/organized.tsv",
         manifest=f"{AF3_OUT}/manifest/jobs.tsv",
     output:
-        f"{AF3_OUT}/SUMMARY.txt",
+        summary=f"{AF3_OUT}/SUMMARY.txt",
     log:
         "logs/af3/summary.log",
     localrule: True
@@ -203,8 +233,48 @@ rule af3_summary:
         organized=f"{AF3_OUT}/organized",
         upload_remote=AF3["upload"]["remote"],
         upload_state=f"{AF3_OUT}/upload/upload.json",
+        reports=AF3_REPORTS,
+        contents=f"{AF3_OUT}/upload/contents.tsv",
     script:
         "../scripts/af3/summary.py"
+
+
+rule af3_check:
+    # Last: fails the run naming each job that failed in organize, once the others are tabulated,
+    # summarized and (by the upload target) uploaded; the next run retries exactly those.
+    input:
+        failed=f"{AF3_OUT}/manifest/failed.tsv",
+        summary=f"{AF3_OUT}/SUMMARY.txt",
+    output:
+        f"{AF3_OUT}/state/check.json",
+    log:
+        "logs/af3/check.log",
+    localrule: True
+    conda:
+        "../envs/af3.yaml"
+    params:
+        retry_dir=f"{AF3_OUT}/state/retry",
+    script:
+        "../scripts/af3/check.py"
+
+
+rule af3_verify:
+    # Opt-in (`snakemake af3_verify`): restore every organized job and compare it with the source.
+    input:
+        organized=f"{AF3_OUT}/manifest/organized.tsv",
+    output:
+        report=f"{AF3_OUT}/verify/verify.tsv",
+    log:
+        "logs/af3/verify.log",
+    benchmark:
+        "benchmarks/af3/verify.tsv"
+    conda:
+        "../envs/af3.yaml"
+    params:
+        organized=f"{AF3_OUT}/organized",
+        root=lambda wildcards: af3_source_root(),
+    script:
+        "../scripts/af3/verify.py"
 
 
 WORKFLOW_VERSIONS["af3"] = {

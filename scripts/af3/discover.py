@@ -5,19 +5,34 @@ read of the JSON files' last bytes (to catch truncation): no walk into the sampl
 13,700 jobs cost about 30 stats each. A job is *complete* when AF3 finished it: top-level model,
 confidences, summary confidences and ranking scores are present and the JSON files end properly.
 
+Every entry of the root is either a job (complete or not) or a problem line with its reason: a
+plain file, a symlink (dangling, a loop, or to a directory: symlinks are listed, never followed,
+so a job is organized from the one place it lives), or a duplicate: AF3 adds a timestamp suffix
+(``_YYYYMMDD_HHMMSS``) when the output dir already exists, and of the dirs that differ only by it
+the newest complete one (latest suffix) is the job; the others are listed as duplicates.
+
+Groups fold letter case by default (``group_case: fold``): AF3 v3.0.1 lower-cases its output dir
+names and v3.0.2+ keeps the case, so ``KMT5A_...`` and ``kmt5a_...`` are one group, named in upper
+case (a name that does not depend on which jobs exist, so a group's directory never moves).
+
 Each complete job goes to chunk ``sha1(name) mod n_chunks``. A chunk manifest is rewritten only
 when its content changes, so its mtime tells Snakemake which chunks must be organized again.
 ``n_chunks: auto`` derives the count from the number of complete jobs (:func:`chunk_count`).
+The chunk plan, the manifests and their reading are the shared floor's (:mod:`batches`); this
+module keeps what an AF3 job is.
 """
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from batches import batch_count, batch_of, read_batch_ids, tsv_text, write_batch_manifests
 from common import atomic_open, setup_logging
 
 log = logging.getLogger("hpcpipe")
@@ -26,6 +41,8 @@ log = logging.getLogger("hpcpipe")
 JOB_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 SAMPLE_DIR = re.compile(r"seed-\d+_sample-\d+")
+# AF3 appends the time when the output dir exists already (run_alphafold.py, --output_dir).
+TIMESTAMP_SUFFIX = re.compile(r"(.+)_(\d{8}_\d{6})")
 MANIFEST_COLUMNS = [
     "job",
     "group",
@@ -50,8 +67,9 @@ class JobEntry:
     job: str
     group: str = ""
     chunk: str = ""
-    status: str = "complete"  # complete | incomplete | malformed
+    status: str = "complete"  # complete | incomplete | malformed | duplicate | not a job
     reason: str = ""
+    note: str = ""  # complete, but worth a line in problems.tsv (e.g. no _data.json)
     prefix: str = ""
     layout: str = ""
     n_files: int = 0
@@ -62,49 +80,51 @@ class JobEntry:
     sample_dirs: list[str] = field(default_factory=list)
 
 
-def group_of(job: str, group_regex: str) -> str:
-    """The group a job belongs to: the first capture group of ``group_regex`` (empty if no match)."""
+def group_of(job: str, group_regex: str, group_case: str = "keep") -> str:
+    """The group a job belongs to: the first capture group of ``group_regex`` (empty if no match).
+
+    ``group_case: fold`` names the group in upper case, so ``KMT5A_x`` and ``kmt5a_y`` share one.
+    """
     match = re.search(group_regex, job)
     if not match:
         return ""
-    return match.group(1) if match.groups() else match.group(0)
-
-
-def chunk_of(job: str, n_chunks: int) -> str:
-    """Stable chunk id of a job name: adding or removing other jobs never moves it."""
-    digest = hashlib.sha1(job.encode("utf-8", "surrogateescape")).digest()
-    return f"{int.from_bytes(digest[:8], 'big') % n_chunks:03d}"
+    group = match.group(1) if match.groups() else match.group(0)
+    return group.upper() if group_case == "fold" else group
 
 
 JOBS_PER_CHUNK = 256
 
 
 def chunk_count(n_chunks: int | str, n_jobs: int) -> int:
-    """The number of chunks: ``n_chunks`` itself, or for ``"auto"`` the power of two nearest above
-    ``n_jobs / 256`` (1 up to 256 jobs, 64 for 13,700).
+    """The number of chunks: ``n_chunks`` itself, or for ``"auto"`` the power of two at or above
+    ``n_jobs / 256`` (1 up to 256 jobs, 64 for 13,700): :func:`batches.batch_count`.
 
     Each chunk is one Snakemake job with its own Python start-up, so a small tree gets few. A power
     of two changes seldom as jobs are added; when it does, every chunk is checked again once
     (unchanged jobs are skipped by their markers).
     """
-    if n_chunks != "auto":
-        return int(n_chunks)
-    count = 1
-    while count * JOBS_PER_CHUNK < n_jobs and count < 512:
-        count *= 2
-    return count
+    return batch_count(n_chunks, n_jobs, JOBS_PER_CHUNK)
 
 
-def json_tail_ok(path: str, tail_bytes: int = 64) -> bool:
-    """True when the file's last non-blank byte closes a JSON object (a cheap truncation check)."""
+def json_object_problem(path: str, edge_bytes: int = 64) -> str:
+    """Why the file is not a whole JSON object, from its first and last bytes ("" when it looks whole).
+
+    A cheap check: the first non-blank byte opens an object, the last one closes it.
+    """
     with open(path, "rb") as handle:
+        head = handle.read(edge_bytes).lstrip()
         handle.seek(0, os.SEEK_END)
         size = handle.tell()
-        handle.seek(max(0, size - tail_bytes))
-        return handle.read().rstrip().endswith(b"}")
+        handle.seek(max(0, size - edge_bytes))
+        tail = handle.read().rstrip()
+    if not head:
+        return "empty file"
+    if not head.startswith(b"{"):
+        return "not a JSON object"
+    return "" if tail.endswith(b"}") else "truncated JSON"
 
 
-def classify_job(path: str, name: str, group_regex: str) -> JobEntry:
+def classify_job(path: str, name: str, group_regex: str, group_case: str = "keep") -> JobEntry:
     """Inspect one job directory (top level only) and say whether it is complete and why not."""
     entry = JobEntry(job=name)
     if not JOB_NAME.fullmatch(name) or ".." in name:
@@ -113,7 +133,7 @@ def classify_job(path: str, name: str, group_regex: str) -> JobEntry:
             ("unsafe job directory name (allowed: letters, digits, '_', '.', '+', '-'; no '..', no spaces)"),
         )
         return entry
-    entry.group = group_of(name, group_regex)
+    entry.group = group_of(name, group_regex, group_case)
     if not entry.group:
         entry.status, entry.reason = (
             "malformed",
@@ -160,67 +180,108 @@ def classify_job(path: str, name: str, group_regex: str) -> JobEntry:
     prefix = entry.prefix = max(
         candidates, key=lambda p: (f"{p}_confidences.json" in files or f"{p}_model.cif" in files, len(p))
     )
-    entry.layout = "v3.0.2" if f"{prefix}_ranking_scores.csv" in files else "v3.0.1"
+    # v3.0.1 writes lower-case names and an unprefixed ranking_scores.csv; v3.0.2+ prefixes it.
+    entry.layout = (
+        "v3.0.2" if f"{prefix}_ranking_scores.csv" in files or prefix != prefix.lower() else "v3.0.1"
+    )
+    ranking = [f"{prefix}_ranking_scores.csv", "ranking_scores.csv"]
     required = {
         "model": [f"{prefix}_model.cif", f"{prefix}_model.cif.zst"],
         "confidences": [f"{prefix}_confidences.json", f"{prefix}_confidences.json.zst"],
-        "ranking scores": [f"{prefix}_ranking_scores.csv", "ranking_scores.csv"],
+        "ranking scores": ranking if entry.layout == "v3.0.2" else ranking[::-1],
     }
     for label, names in required.items():
-        if not any(n in files for n in names):
+        present = [n for n in names if n in files]
+        if not present:
             entry.status, entry.reason = "incomplete", f"missing {label} file {names[0]}"
             return entry
+        if files[present[0]].st_size == 0:
+            entry.status, entry.reason = "incomplete", f"empty {label} file {present[0]} (0 bytes)"
+            return entry
     for name_ in (f"{prefix}_summary_confidences.json", f"{prefix}_confidences.json", f"{prefix}_data.json"):
-        if name_ in files and not json_tail_ok(os.path.join(path, name_)):
-            entry.status, entry.reason = "malformed", f"truncated JSON: {name_}"
+        if name_ in files and (problem := json_object_problem(os.path.join(path, name_))):
+            entry.status, entry.reason = "malformed", f"{problem}: {name_}"
             return entry
     try:
-        with open(os.path.join(path, f"{prefix}_summary_confidences.json")) as handle:
-            json.load(handle)
+        with open(os.path.join(path, f"{prefix}_summary_confidences.json"), "rb") as handle:
+            json.loads(handle.read().decode("utf-8"))
     except (OSError, ValueError) as err:
         entry.status, entry.reason = "malformed", f"unreadable {prefix}_summary_confidences.json: {err}"
+        return entry
+    if f"{prefix}_data.json" not in files:
+        entry.note = f"no {prefix}_data.json: organized without MSAs (nothing to restore it from)"
     return entry
 
 
-def scan_root(root: str | os.PathLike, group_regex: str, n_chunks: int | str) -> list[JobEntry]:
-    """Classify every directory directly under ``root`` (files at the top level are ignored).
+def root_entry_problem(entry: os.DirEntry) -> str:
+    """Why a root entry is not a job directory ("" for a plain directory)."""
+    if entry.is_symlink():
+        try:
+            target = os.stat(entry.path)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return f"symlink loop ({os.readlink(entry.path)}): not followed"
+            return f"dangling symlink to {os.readlink(entry.path)}: not followed"
+        kind = "a directory" if stat.S_ISDIR(target.st_mode) else "a file"
+        return (
+            f"symlink to {kind} ({os.readlink(entry.path)}): not followed; "
+            "move the job dir into the root or sync the root it lives in"
+        )
+    if not entry.is_dir(follow_symlinks=False):
+        return "plain file at the root: not a job directory"
+    return ""
 
-    ``n_chunks``: a count, or ``"auto"`` (see :func:`chunk_count`).
+
+def mark_duplicates(entries: list[JobEntry]) -> None:
+    """Of the dirs that differ only by AF3's timestamp suffix, keep the newest complete one.
+
+    The newest is the one with the latest suffix (AF3 adds it when the dir exists already); the
+    others become ``duplicate`` with the name of the one kept.
+    """
+    by_base: dict[str, list[JobEntry]] = {}
+    for e in entries:
+        match = TIMESTAMP_SUFFIX.fullmatch(e.job)
+        base = match.group(1) if match else e.job
+        by_base.setdefault(base, []).append(e)
+    for base, same in by_base.items():
+        if len(same) < 2:
+            continue
+        complete = [e for e in same if e.status == "complete"]
+        if not complete:
+            continue
+        # "" (no suffix) sorts first: the unsuffixed dir is the oldest.
+        kept = max(complete, key=lambda e: e.job.removeprefix(base))
+        for e in complete:
+            if e is not kept:
+                e.status = "duplicate"
+                e.reason = f"same job as {kept.job} (AF3's timestamp suffix); the newest complete one is kept"
+
+
+def scan_root(
+    root: str | os.PathLike, group_regex: str, n_chunks: int | str, group_case: str = "keep"
+) -> list[JobEntry]:
+    """Classify every entry directly under ``root``: a job directory or a ``not a job`` line.
+
+    ``n_chunks``: a count, or ``"auto"`` (see :func:`chunk_count`); ``group_case``: fold | keep.
     """
     entries = []
     with os.scandir(root) as it:
-        children = sorted((c for c in it if c.is_dir(follow_symlinks=False)), key=lambda c: c.name)
+        children = sorted(it, key=lambda c: c.name)
     for child in children:
+        if problem := root_entry_problem(child):
+            entries.append(JobEntry(job=child.name, status="not a job", reason=problem))
+            continue
         try:
-            entry = classify_job(child.path, child.name, group_regex)
+            entry = classify_job(child.path, child.name, group_regex, group_case)
         except OSError as err:
             entry = JobEntry(job=child.name, status="malformed", reason=f"unreadable: {err}")
         entries.append(entry)
+    mark_duplicates(entries)
     complete = [e for e in entries if e.status == "complete"]
     count = chunk_count(n_chunks, len(complete))
     for entry in complete:
-        entry.chunk = chunk_of(entry.job, count)
+        entry.chunk = batch_of(entry.job, count)
     return entries
-
-
-def _tsv_cell(value) -> str:
-    # Hostile names (tabs, newlines) must not break the table.
-    return str(value).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def tsv_text(rows: list[dict], columns: list[str]) -> str:
-    lines = ["\t".join(columns)]
-    lines += ["\t".join(_tsv_cell(row[c]) for c in columns) for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_if_changed(path: Path, text: str) -> bool:
-    """Replace ``path`` only when its content differs, keeping the mtime of an unchanged file."""
-    if path.exists() and path.read_text() == text:
-        return False
-    with atomic_open(path) as handle:
-        handle.write(text)
-    return True
 
 
 def write_manifests(entries: list[JobEntry], manifest: Path, problems: Path, chunk_dir: Path) -> dict:
@@ -233,43 +294,31 @@ def write_manifests(entries: list[JobEntry], manifest: Path, problems: Path, chu
     groups_ok = {r["group"] for r in rows if r["status"] == "complete"}
     problem_rows = [{"item": r["job"], "status": r["status"], "reason": r["reason"]} for r in bad]
     problem_rows += [
+        {"item": r["job"], "status": "warning", "reason": r["note"]}
+        for r in rows
+        if r["note"] and r not in bad
+    ]
+    if not rows:
+        problem_rows.append({"item": "root", "status": "warning", "reason": "the AF3 output root is empty"})
+    problem_rows += [
         {"item": f"group {g}", "status": "empty group", "reason": "no complete job in this group"}
         for g in sorted(groups_all - groups_ok)
     ]
     with atomic_open(problems) as handle:
         handle.write(tsv_text(problem_rows, ["item", "status", "reason"]))
-    chunk_dir.mkdir(parents=True, exist_ok=True)
-    by_chunk: dict[str, list[dict]] = {}
-    for r in rows:
-        if r["status"] == "complete":
-            by_chunk.setdefault(r["chunk"], []).append(r)
-    changed = [
-        c
-        for c, chunk_rows in by_chunk.items()
-        if write_if_changed(chunk_dir / f"chunk-{c}.tsv", tsv_text(chunk_rows, CHUNK_COLUMNS))
-    ]
-    for stale in chunk_dir.glob("chunk-*.tsv"):
-        if stale.stem.removeprefix("chunk-") not in by_chunk:
-            stale.unlink()
+    complete = [r for r in rows if r["status"] == "complete"]
+    changed = write_batch_manifests(complete, CHUNK_COLUMNS, chunk_dir, key="chunk", prefix="chunk")
     return {
         "jobs": len(rows),
         "complete": len(rows) - len(bad),
         "problems": len(problem_rows),
-        "changed_chunks": sorted(changed),
+        "changed_chunks": changed,
     }
 
 
 def read_chunk_ids(manifest: str | os.PathLike) -> list[str]:
     """The non-empty chunks listed in a job manifest (called by the rules after discovery)."""
-    chunks = set()
-    with open(manifest) as handle:
-        header = handle.readline().rstrip("\n").split("\t")
-        ci, si = header.index("chunk"), header.index("status")
-        for line in handle:
-            cells = line.rstrip("\n").split("\t")
-            if cells[si] == "complete":
-                chunks.add(cells[ci])
-    return sorted(chunks)
+    return read_batch_ids(manifest, key="chunk", only={"status": "complete"})
 
 
 def unfinished_job_dirs(manifest: str | os.PathLike, root: str | os.PathLike) -> list[str]:
@@ -291,17 +340,21 @@ def unfinished_job_dirs(manifest: str | os.PathLike, root: str | os.PathLike) ->
 
 def main(smk) -> None:
     setup_logging(smk.log[0])
-    entries = scan_root(smk.params.root, smk.params.group_regex, smk.params.n_chunks)
+    entries = scan_root(smk.params.root, smk.params.group_regex, smk.params.n_chunks, smk.params.group_case)
     stats = write_manifests(
         entries, Path(smk.output.manifest), Path(smk.output.problems), Path(smk.params.chunk_dir)
     )
-    log.info("discovered %(jobs)d job directories: %(complete)d complete, %(problems)d problem lines", stats)
+    log.info(
+        "discovered %(jobs)d root entries: %(complete)d complete jobs, %(problems)d problem lines", stats
+    )
+    if not entries:
+        log.warning("the AF3 output root %s is empty: no job to organize", smk.params.root)
     complete = sum(e.status == "complete" for e in entries)
     log.info("%d chunks (n_chunks: %s)", chunk_count(smk.params.n_chunks, complete), smk.params.n_chunks)
     log.info("chunks rewritten (new or changed jobs): %s", " ".join(stats["changed_chunks"]) or "none")
     for e in entries:
-        if e.status != "complete":
-            log.warning("job %r: %s: %s", e.job, e.status, e.reason)
+        if e.status != "complete" or e.note:
+            log.warning("job %r: %s: %s", e.job, e.status, e.reason or e.note)
 
 
 if "snakemake" in globals():

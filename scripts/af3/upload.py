@@ -8,21 +8,30 @@ resumes where a stop left off without re-sending.
 A quota stop is a state, not a crash: rclone's exit 8 (``--max-transfer`` reached, the daily-budget
 guard) or exit 7 with Google Drive's upload-limit message (with ``--drive-stop-on-upload-limit``)
 writes ``QUOTA_REACHED.json`` with a resume time and fails the job with "quota reached, resume
-after ...". Before that time a rerun stops at once with the same message.
+after ...". Before that time a rerun stops at once with the same message. The file counts are
+totals since the upload started: the resumed run adds to what the stopped runs sent.
+
+The reports (tables, problems, SUMMARY.txt) travel with the tree, copied into ``_reports/`` first;
+work dirs of unfinished jobs (``_partial/``) and temporary files never leave.
 """
 
 import datetime as dt
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
-from common import atomic_open, run_command, setup_logging, write_json
+from common import atomic_open, atomic_path, run_command, setup_logging, write_json
 
 log = logging.getLogger("hpcpipe")
 
 # Never upload what a killed copy or write left behind.
-FILTERS = ["--exclude", ".rsync-partial/**", "--exclude", ".tmp-*", "--exclude", "**/.tmp-*"]
+FILTERS = [
+    *("--exclude", ".rsync-partial/**", "--exclude", ".tmp-*", "--exclude", "**/.tmp-*"),
+    *("--exclude", "/_partial/**"),  # jobs being organized (or failed): not organized yet
+]
+REPORTS_DIRNAME = "_reports"
 QUOTA_TEXT = re.compile(
     r"Received upload limit error|User rate limit exceeded\.|quotaExceeded|max transfer limit reached", re.I
 )
@@ -65,8 +74,20 @@ def count_copied(log_text: str) -> int:
 def quota_message(state: dict) -> str:
     return (
         f"quota reached, resume after {state['resume_after']} "
-        f"({state['reason']}; {state['files_transferred']} files arrived this run and will not be re-sent)"
+        f"({state['reason']}; {state['files_transferred']} files arrived so far and will not be re-sent)"
     )
+
+
+def stage_reports(reports: list[Path], source: Path) -> None:
+    """Copy the report files into ``source/_reports/`` (with their mtimes; unchanged ones are left)."""
+    target = source / REPORTS_DIRNAME
+    target.mkdir(parents=True, exist_ok=True)
+    for report in reports:
+        dest = target / report.name
+        if dest.exists() and dest.read_bytes() == report.read_bytes():
+            continue
+        with atomic_path(dest) as tmp:
+            shutil.copy2(report, tmp)
 
 
 def upload_tree(
@@ -79,18 +100,29 @@ def upload_tree(
     check_download: bool = False,
     resume_after_hours: float = 24,
     timeout: float | None = None,
+    reports: list[Path] | None = None,
 ) -> dict:
-    """Copy ``source`` to ``remote`` and check it; raise :class:`QuotaReached` or :class:`UploadError`."""
+    """Copy ``source`` (and ``reports``, into ``_reports/``) to ``remote`` and check it.
+
+    Raises :class:`QuotaReached` or :class:`UploadError`. ``files_transferred`` in the returned
+    state (and in QUOTA_REACHED.json) counts every file sent since the upload started, across runs
+    that a quota stop cut short; ``files_transferred_this_run`` this run's alone.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
+    if reports:
+        stage_reports(reports, source)
     log_dir.mkdir(parents=True, exist_ok=True)
     quota_file = state_dir / "QUOTA_REACHED.json"
     now = dt.datetime.now(dt.UTC)
     shown = redact_remote(remote)
+    sent_before = 0  # by earlier runs of this upload that a quota stop cut short
     if quota_file.exists():
         state = json.loads(quota_file.read_text())
         # A quota stop belongs to the remote that gave it: another remote is not held back.
-        if state.get("remote") == shown and now < dt.datetime.fromisoformat(state["resume_after"]):
-            raise QuotaReached(quota_message(state) + f"; delete {quota_file} to try earlier")
+        if state.get("remote") == shown:
+            if now < dt.datetime.fromisoformat(state["resume_after"]):
+                raise QuotaReached(quota_message(state) + f"; delete {quota_file} to try earlier")
+            sent_before = state.get("files_transferred", 0)
     copy_log = log_dir / "rclone-copy.log"
     copy_log.unlink(missing_ok=True)
     cmd = [
@@ -122,7 +154,8 @@ def upload_tree(
             "resume_after": (now + dt.timedelta(hours=resume_after_hours)).isoformat(timespec="seconds"),
             "reason": reason,
             "rclone_exit": proc.returncode,
-            "files_transferred": copied,
+            "files_transferred": sent_before + copied,
+            "files_transferred_this_run": copied,
         }
         with atomic_open(quota_file) as handle:
             json.dump(state, handle, indent=2)
@@ -148,7 +181,8 @@ def upload_tree(
     return {
         "remote": shown,
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "files_transferred": copied,
+        "files_transferred": sent_before + copied,
+        "files_transferred_this_run": copied,
         "files_checked": sum(1 for line in lines if line.startswith("= ")),
         "check": "clean",
     }
@@ -167,6 +201,7 @@ def main(smk) -> None:
             list(p.flags),
             p.check_download,
             p.resume_after_hours,
+            reports=[Path(r) for r in p.reports],
         )
     except (QuotaReached, UploadError) as err:
         log.error("af3 upload: %s", err)
