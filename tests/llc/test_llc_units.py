@@ -68,7 +68,7 @@ def base_section():
 
 
 def test_sweep_ids_are_content_hashes():
-    targets, runs = expand_sweep(base_section())
+    targets, runs, _ = expand_sweep(base_section())
     assert len(targets) == 1 and len(runs) == 2
     again = expand_sweep(base_section())
     assert (list(targets), list(runs)) == (list(again[0]), list(again[1]))
@@ -78,7 +78,7 @@ def test_sweep_ids_are_content_hashes():
     assert set(expand_sweep(renamed)[1]) == set(runs)  # labels are not science
     changed = base_section()
     changed["samplers"][0]["step_size"] = 1e-4
-    new_targets, new_runs = expand_sweep(changed)
+    new_targets, new_runs, _ = expand_sweep(changed)
     assert set(new_targets) == set(targets)
     assert len(set(new_runs) & set(runs)) == 1  # only the unchanged sampler keeps its id
     explicit = base_section()
@@ -185,11 +185,10 @@ def test_build_target_writes_a_minimum_and_its_meta(tmp_path):
 
     from llc.build_target import build_target
 
-    _, runs = expand_sweep(base_section())
-    targets, _ = expand_sweep(base_section())
+    targets, _, _ = expand_sweep(base_section())
     ((target_id, target),) = targets.items()
     paths = [tmp_path / "data.npz", tmp_path / "params.npz", tmp_path / "meta.json"]
-    meta = build_target(target_id, target["name"], target["config"], *paths, logging.getLogger("test"))
+    meta = build_target(target_id, target["config"], *paths, logging.getLogger("test"))
     assert json.loads(paths[2].read_text())["target_id"] == target_id
     assert meta["truth"]["lambda"] == rrr_lambda(4, 2, 4, 0)
     assert meta["grad_norm_at_w_star"] < 1e-3  # trained to a critical point
