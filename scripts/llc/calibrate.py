@@ -26,14 +26,14 @@ from llc.flags import run_flags
 from llc.models import flat_loss
 from llc.plots import plot_calibration
 from llc.run_sampler import load_meta, load_target, resolved_nbeta
-from llc.samplers import llc_statistics, run_sgld
+from llc.samplers import llc_statistics, sgld_sampler, sgld_traces
 from llc.sweep import default_eval_every
 
 FAILING_FLAGS = ("loss_excursion", "chain_disagreement")
 
 
-def pilot(step_size: float, sampler: dict, x, y, params, apply) -> dict:
-    """Short SGLD chains at one step size: the numbers the choice is made on."""
+def pilot_runner(sampler: dict, x, y, params, apply):
+    """``step_size -> pilot record``: short SGLD chains, compiled once for the whole grid."""
     settings = sampler["calibrate"]
     n = x.shape[0]
     nbeta, _ = resolved_nbeta(sampler, n)
@@ -41,36 +41,37 @@ def pilot(step_size: float, sampler: dict, x, y, params, apply) -> dict:
     _, loss_fn = flat_loss(apply, params)
     l0 = float(loss_fn(w_star, x, y))
     batch = sampler["batch_size"]
-    eval_every = sampler["eval_every"] or default_eval_every(n, batch)
-    traces = run_sgld(
-        jax.random.key(sampler["seed"]),
-        loss_fn,
-        w_star,
-        (x, y),
-        nbeta=nbeta,
-        gamma=sampler["gamma"],
-        step_size=step_size,
-        chains=settings["chains"],
-        draws=settings["draws"],
-        batch_size=batch,
-        eval_every=eval_every,
-    )
-    burnin = settings["burnin"] // traces["eval_every"]
-    record = {"step_size": step_size, "finite": bool(np.all(np.isfinite(traces["loss"])))}
-    if not record["finite"]:
-        return {**record, "passed": False, "reasons": ["the loss became non-finite"]}
-    stats = llc_statistics(traces["loss"], l0, nbeta, burnin)
-    record.update({k: v for k, v in stats.items() if not isinstance(v, list)})
-    record["llc_per_chain"] = stats["llc_per_chain"]
-    record["mala_acceptance"] = float(traces["mala_acceptance"][:, burnin:].mean())
-    flags = run_flags(
-        {**stats, "n": n, "num_params": int(w_star.size), "mala_acceptance": record["mala_acceptance"]},
-        {"min_acceptance": settings["min_acceptance"], "max_r_hat": settings["max_r_hat"]},
-    )
-    reasons = [
-        f"{flag}: {flags[flag]}" for flag in (*FAILING_FLAGS, "low_acceptance", "high_r_hat") if flag in flags
-    ]
-    return {**record, "passed": not reasons, "reasons": reasons}
+    eval_every = 1 if batch is None else sampler["eval_every"] or default_eval_every(n, batch)
+    shape = {
+        "chains": settings["chains"],
+        "draws": settings["draws"],
+        "batch_size": batch,
+        "eval_every": eval_every,
+    }
+    built = sgld_sampler(loss_fn, w_star, (x, y), nbeta=nbeta, gamma=sampler["gamma"], **shape)
+    burnin = settings["burnin"] // eval_every
+
+    def pilot(step_size: float) -> dict:
+        traces = sgld_traces(built, jax.random.key(sampler["seed"]), step_size, n, **shape)
+        record = {"step_size": step_size, "finite": bool(np.all(np.isfinite(traces["loss"])))}
+        if not record["finite"]:
+            return {**record, "passed": False, "reasons": ["the loss became non-finite"]}
+        stats = llc_statistics(traces["loss"], l0, nbeta, burnin)
+        record.update({k: v for k, v in stats.items() if not isinstance(v, list)})
+        record["llc_per_chain"] = stats["llc_per_chain"]
+        record["mala_acceptance"] = float(traces["mala_acceptance"][:, burnin:].mean())
+        flags = run_flags(
+            {**stats, "n": n, "num_params": int(w_star.size), "mala_acceptance": record["mala_acceptance"]},
+            {"min_acceptance": settings["min_acceptance"], "max_r_hat": settings["max_r_hat"]},
+        )
+        reasons = [
+            f"{flag}: {flags[flag]}"
+            for flag in (*FAILING_FLAGS, "low_acceptance", "high_r_hat")
+            if flag in flags
+        ]
+        return {**record, "passed": not reasons, "reasons": reasons}
+
+    return pilot
 
 
 def choose(pilots: list[dict]) -> dict:
@@ -104,9 +105,10 @@ def calibrate(calibration_id: str, run: dict, paths: dict, out_json, out_png, lo
         write_json(out_json, result)
         return result
     x, y, params, apply = load_target(paths["data"], paths["params"], meta, dtype)
+    pilot = pilot_runner(sampler, x, y, params, apply)
     pilots = []
     for step in sorted(sampler["calibrate"]["step_sizes"]):
-        record = pilot(step, sampler, x, y, params, apply)
+        record = pilot(step)
         log.info(
             "calibration %s: step %.3g %s (MALA %.3f, llc %.4g, R-hat %.3f) %s",
             calibration_id,

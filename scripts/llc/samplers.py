@@ -26,17 +26,17 @@ import numpy as np
 from llc import diagnostics
 
 
-def sgld_sampler(
-    loss_fn, w_star, data, *, nbeta, gamma, step_size, chains, draws, batch_size=None, eval_every=1
-):
-    """Build the jitted SGLD sampler ``key -> (loss, mala_acceptance)`` of shape (chains, evals).
+def sgld_sampler(loss_fn, w_star, data, *, nbeta, gamma, chains, draws, batch_size=None, eval_every=1):
+    """Build the jitted SGLD sampler ``(key, step_size) -> (loss, mala_acceptance)``, each of
+    shape (chains, draws // eval_every).
 
     ``loss_fn(w, x, y)`` is the mean loss; ``data`` = (x, y) as device arrays. The chains start
     at w*. With the full batch every step is recorded. With a minibatch (indices drawn with
     replacement) the full-batch loss is evaluated every ``eval_every`` steps, together with the
     MALA acceptance probability the step taken from that point would have had under the
     full-batch potential: the diagnostics then describe the posterior, not the batch noise.
-    Built once, called many times (the benchmark times calls, not compiles).
+    The step size is an argument, not a constant: one compile serves a calibration grid, and
+    the benchmark times calls, not compiles.
     """
     x, y = data
     n = x.shape[0]
@@ -48,44 +48,44 @@ def sgld_sampler(
     def drift(w, grad):
         return nbeta * grad + gamma * (w - w_star)
 
-    def log_q(to, frm, frm_drift):
-        return -jnp.sum((to - frm + 0.5 * step_size * frm_drift) ** 2) / (2 * step_size)
+    def chain(key, step_size):
+        def log_q(to, frm, frm_drift):
+            return -jnp.sum((to - frm + 0.5 * step_size * frm_drift) ** 2) / (2 * step_size)
 
-    def mala(w, loss, grad, proposal, new_loss, new_grad):
-        log_alpha = (
-            potential(w, loss)
-            - potential(proposal, new_loss)
-            + log_q(w, proposal, drift(proposal, new_grad))
-            - log_q(proposal, w, drift(w, grad))
-        )
-        return jnp.minimum(1.0, jnp.exp(log_alpha))
+        def mala(w, loss, grad, proposal, new_loss, new_grad):
+            log_alpha = (
+                potential(w, loss)
+                - potential(proposal, new_loss)
+                + log_q(w, proposal, drift(proposal, new_grad))
+                - log_q(proposal, w, drift(w, grad))
+            )
+            return jnp.minimum(1.0, jnp.exp(log_alpha))
 
-    def noise(key, w):
-        return jnp.sqrt(step_size) * jax.random.normal(key, w.shape)
+        def noise(key, w):
+            return jnp.sqrt(step_size) * jax.random.normal(key, w.shape)
 
-    def full_batch_step(carry, key):
-        w, loss, grad = carry
-        proposal = w - 0.5 * step_size * drift(w, grad) + noise(key, w)
-        new_loss, new_grad = value_and_grad(proposal, x, y)
-        return (proposal, new_loss, new_grad), (loss, mala(w, loss, grad, proposal, new_loss, new_grad))
+        def full_batch_step(carry, key):
+            w, loss, grad = carry
+            proposal = w - 0.5 * step_size * drift(w, grad) + noise(key, w)
+            new_loss, new_grad = value_and_grad(proposal, x, y)
+            return (proposal, new_loss, new_grad), (loss, mala(w, loss, grad, proposal, new_loss, new_grad))
 
-    def minibatch_step(w, key):
-        k_idx, k_noise = jax.random.split(key)
-        idx = jax.random.randint(k_idx, (batch_size,), 0, n)
-        _, grad = value_and_grad(w, x[idx], y[idx])
-        return w - 0.5 * step_size * drift(w, grad) + noise(k_noise, w), None
+        def minibatch_step(w, key):
+            k_idx, k_noise = jax.random.split(key)
+            idx = jax.random.randint(k_idx, (batch_size,), 0, n)
+            _, grad = value_and_grad(w, x[idx], y[idx])
+            return w - 0.5 * step_size * drift(w, grad) + noise(k_noise, w), None
 
-    def evaluated_block(w, key):
-        # One full-batch evaluation, the step from there, then eval_every - 1 plain steps.
-        k_first, k_rest = jax.random.split(key)
-        loss, grad = value_and_grad(w, x, y)
-        proposal, _ = minibatch_step(w, k_first)
-        new_loss, new_grad = value_and_grad(proposal, x, y)
-        accept = mala(w, loss, grad, proposal, new_loss, new_grad)
-        w, _ = jax.lax.scan(minibatch_step, proposal, jax.random.split(k_rest, eval_every - 1))
-        return w, (loss, accept)
+        def evaluated_block(w, key):
+            # One full-batch evaluation, the step from there, then eval_every - 1 plain steps.
+            k_first, k_rest = jax.random.split(key)
+            loss, grad = value_and_grad(w, x, y)
+            proposal, _ = minibatch_step(w, k_first)
+            new_loss, new_grad = value_and_grad(proposal, x, y)
+            accept = mala(w, loss, grad, proposal, new_loss, new_grad)
+            w, _ = jax.lax.scan(minibatch_step, proposal, jax.random.split(k_rest, eval_every - 1))
+            return w, (loss, accept)
 
-    def chain(key):
         if batch_size is None:
             loss0, grad0 = value_and_grad(w_star, x, y)
             _, out = jax.lax.scan(full_batch_step, (w_star, loss0, grad0), jax.random.split(key, draws))
@@ -93,7 +93,10 @@ def sgld_sampler(
             _, out = jax.lax.scan(evaluated_block, w_star, jax.random.split(key, draws // eval_every))
         return out
 
-    return jax.jit(lambda key: jax.vmap(chain)(jax.random.split(key, chains)))
+    def sample(key, step_size):
+        return jax.vmap(chain, in_axes=(0, None))(jax.random.split(key, chains), step_size)
+
+    return jax.jit(sample)
 
 
 def run_sgld(
@@ -111,15 +114,18 @@ def run_sgld(
         data,
         nbeta=nbeta,
         gamma=gamma,
-        step_size=step_size,
         chains=chains,
         draws=draws,
         batch_size=batch_size,
         eval_every=eval_every,
     )
-    losses, accept = sampler(key)
+    return sgld_traces(sampler, key, step_size, data[0].shape[0], chains, draws, batch_size, eval_every)
+
+
+def sgld_traces(sampler, key, step_size, n, chains, draws, batch_size, eval_every) -> dict:
+    """Call a built SGLD sampler; return numpy traces and the work done."""
+    losses, accept = sampler(key, step_size)
     losses.block_until_ready()
-    n = data[0].shape[0]
     if batch_size is None:
         grad_evals, fge = chains * (draws + 1), chains * (draws + 1)
     else:
