@@ -100,11 +100,24 @@ def llc_calibration_ids(target_id=None):
 
 
 def llc_run_ids(target_id=None):
-    """Every run id; a calibrated run's id is known once its calibration has finished."""
+    """Ids of the runs with a fixed config (no calibration to wait for)."""
+    return [
+        rid
+        for rid, run in llc_sweep()[1].items()
+        if target_id in (None, run["target_id"])
+    ]
+
+
+def llc_calibrated_run_ids(target_id=None):
+    """Ids of the calibrated runs, known once their calibration has finished (a checkpoint:
+    kept apart from llc_run_ids so that the fixed runs need not wait for it)."""
     for cal_id in llc_calibration_ids(target_id):
         checkpoints.llc_calibrate.get(calibration_id=cal_id)
-    runs = {**llc_sweep()[1], **llc_calibrated_runs()}
-    return [rid for rid, run in runs.items() if target_id in (None, run["target_id"])]
+    return [
+        rid
+        for rid, run in llc_calibrated_runs().items()
+        if target_id in (None, run["target_id"])
+    ]
 
 
 def llc_calibration_files(target_id=None, name="calibration.json"):
@@ -232,6 +245,9 @@ rule llc_aggregate:
         analyses=lambda wildcards: expand(
             f"{LLC_RUN_DIR}/analysis.json", run_id=llc_run_ids()
         ),
+        calibrated=lambda wildcards: expand(
+            f"{LLC_RUN_DIR}/analysis.json", run_id=llc_calibrated_run_ids()
+        ),
         metas=lambda wildcards: expand(
             f"{LLC_TARGET_DIR}/meta.json", target_id=llc_sweep()[0]
         ),
@@ -278,6 +294,10 @@ rule llc_plot_traces:
         parquet=f"{LLC_RESULTS}/llc_runs.parquet",
         traces=lambda wildcards: expand(
             f"{LLC_RUN_DIR}/traces.npz", run_id=llc_run_ids(wildcards.target_id)
+        ),
+        calibrated=lambda wildcards: expand(
+            f"{LLC_RUN_DIR}/traces.npz",
+            run_id=llc_calibrated_run_ids(wildcards.target_id),
         ),
     output:
         png=report(

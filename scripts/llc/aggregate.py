@@ -125,7 +125,7 @@ def summary_lines(table: pd.DataFrame, paths: dict) -> list[str]:
 if "snakemake" in globals():
     log = setup_logging(snakemake.log[0])
     result = aggregate_runs(
-        list(snakemake.input.analyses),
+        [*snakemake.input.analyses, *snakemake.input.calibrated],
         list(snakemake.input.metas),
         snakemake.params.names,
         snakemake.params.flags,
