@@ -284,7 +284,7 @@ rule llc_check:
     conda:
         "../envs/llc.yaml"
     params:
-        results_dir=LLC_RESULTS,
+        results_dir=lambda wildcards, input: str(Path(input.parquet).parent),
     script:
         "../scripts/llc/check.py"
 

@@ -373,3 +373,32 @@ def test_bench_help_is_whole(tmp_path):
     ).stdout
     assert "--rounds" in out and "--min-seconds" in out
     assert "not by the data)." in out  # the description's last sentence: not cut off mid-sentence
+
+
+def test_a_target_that_cannot_be_built_gives_failed_rows_not_a_crash(tmp_path):
+    import logging
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from llc.build_target import TargetError, build_target, write_failed_target
+    from llc.run_sampler import run_one
+    from llc.sweep import job_spec
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((5, 2)), y=np.zeros(5))
+    section = {
+        "targets": [{"family": "custom", "data": str(tmp_path / "d.npz"), "model": "no_such_module:build"}],
+        "samplers": [{"kind": "sgld"}],
+    }
+    targets, runs, _ = expand_sweep(section)
+    ((target_id, target),) = targets.items()
+    files = [tmp_path / name for name in ("data.npz", "params.npz", "meta.json")]
+    with pytest.raises(TargetError, match=f"target {target_id}: .*no_such_module") as err:
+        build_target(target_id, target["config"], *files, logging.getLogger("test"))
+    write_failed_target(target_id, target["config"], str(err.value), *files)
+    ((run_id, run),) = runs.items()
+    paths = dict(zip(["data", "params", "meta"], files, strict=True))
+    out = [tmp_path / "traces.npz", tmp_path / "analysis.json"]
+    analysis = run_one(run_id, job_spec(run), paths, *out, logging.getLogger("test"))
+    assert analysis["status"] == "failed" and "no_such_module" in analysis["error"]
+    assert json.loads(out[1].read_text())["status"] == "failed"
