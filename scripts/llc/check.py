@@ -4,10 +4,14 @@ A failed run still writes its analysis.json (status failed, the error) so that t
 the others is written. Here the failure reaches the user: the exit code says something failed,
 the message names each run (id, target, sampler) and its error, and the failed runs' files
 (and those of a target that failed to build) are removed, so that the next run redoes exactly
-those, as Snakemake does with a failed job.
+those, as Snakemake does with a failed job. A missing input alone does not make Snakemake
+redo a job whose outputs exist (that is how deleted temp files behave), so the table's mtime
+is also set back to the epoch: the aggregate is then older than the runs that finished and
+is redone with them, which makes Snakemake rerun the failed runs first.
 """
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +20,11 @@ from common import atomic_open, setup_logging
 log = logging.getLogger("hpcpipe")
 
 
-def check_runs(table: pd.DataFrame, results_dir: Path, out_path: Path) -> list[str]:
-    """Return one line per failed run (removing its files); write ``out_path`` only when none failed."""
+def check_runs(
+    table: pd.DataFrame, results_dir: Path, out_path: Path, table_path: Path | None = None
+) -> list[str]:
+    """Return one line per failed run (removing its files, marking ``table_path`` stale);
+    write ``out_path`` only when none failed."""
     problems = []
     for row in table[table["status"] != "ok"].itertuples():
         problems.append(
@@ -30,6 +37,8 @@ def check_runs(table: pd.DataFrame, results_dir: Path, out_path: Path) -> list[s
         if meta.exists() and '"status": "failed"' in meta.read_text():
             for name in ("meta.json", "data.npz", "params.npz"):
                 (results_dir / "targets" / row.target_id / name).unlink(missing_ok=True)
+    if problems and table_path is not None:
+        os.utime(table_path, (0, 0))
     if not problems:
         flagged = int((table["flags"].fillna("") != "").sum())
         with atomic_open(out_path) as handle:

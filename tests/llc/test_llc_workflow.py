@@ -139,8 +139,7 @@ def test_diverging_run_is_a_row_and_the_check_names_it(tmp_path):
     assert f"small blowup (run {bad_id}" in summary and "FAILED" in summary
     assert "1 failed" in summary
     # the check's message names all three: run id, target (name and id), sampler
-    message = next(line for line in proc.stdout.splitlines() if f"run {bad_id}" in line and "failed" in line)
-    assert f"target 'small' {target_id}" in message and "sampler 'blowup'" in message
+    assert f"run {bad_id} (target 'small' {target_id}, sampler 'blowup') failed: " in proc.stdout
     assert not (tmp_path / "results/llc/llc_check.txt").exists()
     assert not (tmp_path / f"results/llc/runs/{bad_id}/analysis.json").exists()  # removed: redone next
     again = run_workflow(tmp_path, config, ["llc_all"], extra=[*CORES, "-n"])
