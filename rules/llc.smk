@@ -152,6 +152,7 @@ def llc_targets():
         f"{LLC_RESULTS}/llc_runs.parquet",
         f"{LLC_RESULTS}/llc_runs.tsv",
         f"{LLC_RESULTS}/SUMMARY.txt",
+        f"{LLC_RESULTS}/llc_runs.status.json",
     ]
     if LLC.get("gallery", False) or config.get("llc_promote", False):
         final.append(f"{LLC_RESULTS}/gallery/index.html")
@@ -261,6 +262,8 @@ rule llc_aggregate:
             },
         ),
         summary=f"{LLC_RESULTS}/SUMMARY.txt",
+        # removed by llc_check when runs failed, so that the next run redoes the table
+        status=f"{LLC_RESULTS}/llc_runs.status.json",
     log:
         "logs/llc/aggregate.log",
     localrule: True
@@ -285,6 +288,8 @@ rule llc_check:
         "../envs/llc.yaml"
     params:
         results_dir=lambda wildcards, input: str(Path(input.parquet).parent),
+        # not an input: Snakemake puts back the inputs of a failed job
+        status=f"{LLC_RESULTS}/llc_runs.status.json",
     script:
         "../scripts/llc/check.py"
 

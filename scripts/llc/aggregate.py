@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from common import atomic_open, setup_logging, write_table
+from common import atomic_open, setup_logging, write_json, write_table
 
 from llc.flags import run_flags
 from llc.tables import flatten
@@ -141,4 +141,8 @@ if "snakemake" in globals():
             )
             + "\n"
         )
+    write_json(
+        snakemake.output.status,
+        {"runs": len(result), "failed": result.loc[result["status"] != "ok", "run_id"].tolist()},
+    )
     log.info("%d runs aggregated, %d failed", len(result), int((result["status"] != "ok").sum()))

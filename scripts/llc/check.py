@@ -5,13 +5,12 @@ the others is written. Here the failure reaches the user: the exit code says som
 the message names each run (id, target, sampler) and its error, and the failed runs' files
 (and those of a target that failed to build) are removed, so that the next run redoes exactly
 those, as Snakemake does with a failed job. A missing input alone does not make Snakemake
-redo a job whose outputs exist (that is how deleted temp files behave), so the table's mtime
-is also set back to the epoch: the aggregate is then older than the runs that finished and
-is redone with them, which makes Snakemake rerun the failed runs first.
+redo a job whose outputs exist (that is how deleted temp files behave), so the aggregate's
+small status file is removed too: the table (parquet, TSV, SUMMARY) stays for the user to
+read, and the next run redoes the aggregate, hence first the failed runs.
 """
 
 import logging
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -21,9 +20,9 @@ log = logging.getLogger("hpcpipe")
 
 
 def check_runs(
-    table: pd.DataFrame, results_dir: Path, out_path: Path, table_path: Path | None = None
+    table: pd.DataFrame, results_dir: Path, out_path: Path, status_path: Path | None = None
 ) -> list[str]:
-    """Return one line per failed run (removing its files, marking ``table_path`` stale);
+    """Return one line per failed run (removing its files and the aggregate's ``status_path``);
     write ``out_path`` only when none failed."""
     problems = []
     for row in table[table["status"] != "ok"].itertuples():
@@ -37,8 +36,8 @@ def check_runs(
         if meta.exists() and '"status": "failed"' in meta.read_text():
             for name in ("meta.json", "data.npz", "params.npz"):
                 (results_dir / "targets" / row.target_id / name).unlink(missing_ok=True)
-    if problems and table_path is not None:
-        os.utime(table_path, (0, 0))
+    if problems and status_path is not None:
+        status_path.unlink(missing_ok=True)
     if not problems:
         flagged = int((table["flags"].fillna("") != "").sum())
         with atomic_open(out_path) as handle:
@@ -52,6 +51,7 @@ if "snakemake" in globals():
         pd.read_parquet(snakemake.input.parquet),
         Path(snakemake.params.results_dir),
         Path(snakemake.output[0]),
+        Path(snakemake.params.status),
     )
     for _line in _problems:
         log.error(_line)
