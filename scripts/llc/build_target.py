@@ -1,5 +1,11 @@
-"""Stage A: draw data from a teacher plus noise, train a student to w* with full-batch Adam
-(or solve least squares exactly for linear regression), and write data, parameters and meta.
+"""Stage A: draw data from a teacher plus noise (or read the user's dataset for ``custom``),
+train a student to w* with full-batch Adam (solve least squares exactly for linear regression,
+or load given parameters), and write data, parameters and meta.
+
+A target that cannot be built (training diverged, a custom model that does not import) still
+writes its three files: meta.json with ``status: failed`` and the error, empty arrays. Its runs
+then record the failure without sampling, the aggregate lists them, and ``llc_check`` fails the
+workflow naming them and removes these files, so that the next run builds it again.
 
 Run by rule ``llc_build_target``; x64 is switched on at the top of the process, before any
 array exists, when the target asks for it (JAX's x64 flag is process-wide).
@@ -11,7 +17,7 @@ import time
 if "snakemake" in globals():
     from llc.jax_env import configure_jax
 
-    configure_jax(snakemake.resources.get("jax_platforms", "cpu"), snakemake.params.target["config"]["x64"])
+    configure_jax(snakemake.resources.get("jax_platforms", "cpu"), snakemake.params.target["x64"])
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +25,8 @@ import numpy as np
 import optax
 from common import atomic_path, setup_logging, write_json
 
-from llc.models import init_params, mse, params_to_npz
-from llc.truth import num_params, theoretical_lambda
+from llc.models import forward, init_params, model_functions, mse, params_from_npz, params_to_npz
+from llc.truth import num_params, theoretical_lambda_multiplicity
 
 
 class TargetError(RuntimeError):
@@ -38,8 +44,6 @@ def teacher_outputs(cfg: dict, x, key):
             [p for p in teacher if p.startswith("b")], jax.random.split(k_b, len(widths) - 1), strict=True
         ):
             teacher[name] = 0.5 * jax.random.normal(k, teacher[name].shape)
-        from llc.models import forward
-
         return forward(cfg, teacher, x), {"kind": "random mlp", "activation": cfg["activation"]}
     m, n_out = widths[0], widths[-1]
     rank = min(m, n_out) if family == "linear" else cfg["true_rank"]
@@ -63,15 +67,13 @@ def make_data(cfg: dict, key):
     return x, y, teacher
 
 
-def train_adam(cfg: dict, x, y, key) -> tuple[dict, np.ndarray]:
-    """Full-batch Adam from a small random start; returns (w*, loss every step)."""
-    training = cfg["training"]
-    params = init_params(cfg, key, scale=training["init_scale"])
+def train_adam(apply, params, x, y, training: dict) -> tuple[dict, np.ndarray]:
+    """Full-batch Adam from ``params``; returns (w*, loss every step)."""
     optimizer = optax.adam(training["learning_rate"])
 
     def step(carry, _):
         params, opt_state = carry
-        loss, grads = jax.value_and_grad(lambda p: mse(cfg, p, x, y))(params)
+        loss, grads = jax.value_and_grad(lambda p: mse(apply, p, x, y))(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
 
@@ -85,38 +87,65 @@ def solve_least_squares(x, y) -> dict:
     return {"w0": solution.T}
 
 
-def build_target(target_id: str, name: str, cfg: dict, out_data, out_params, out_meta, log) -> dict:
-    """Build one target and write its three files atomically; return its meta record."""
+def target_data(cfg: dict, key):
+    """(x, y, teacher description): the user's dataset for ``custom``, else teacher + noise."""
+    if cfg["family"] == "custom":
+        from llc.custom import load_dataset
+
+        x, y = load_dataset(cfg)
+        return jnp.asarray(x), jnp.asarray(y), {"kind": "dataset", "path": cfg["data"]}
+    return make_data(cfg, key)
+
+
+def fit_target(cfg: dict, x, y, key):
+    """(w*, apply, training losses): exact least squares, the given parameters, or Adam."""
+    training = cfg.get("training", {})
+    params, apply = model_functions(cfg, key, scale=training.get("init_scale", 1.0))
+    if cfg["family"] == "linear":
+        return solve_least_squares(x, y), apply, np.zeros(0)
+    if cfg["family"] == "custom" and cfg["params"]:
+        with np.load(cfg["params"]) as npz:
+            return params_from_npz(npz, params, x.dtype), apply, np.zeros(0)
+    params, losses = train_adam(apply, params, x, y, training)
+    return params, apply, losses
+
+
+def build_target(target_id: str, cfg: dict, out_data, out_params, out_meta, log) -> dict:
+    """Build one target and write its three files atomically; return its meta record.
+
+    Raises :class:`TargetError` naming the target when it cannot be built.
+    """
     start = time.time()
     key_data, key_init = jax.random.split(jax.random.key(cfg["seed"]))
-    x, y, teacher = make_data(cfg, key_data)
-    if cfg["family"] == "linear":
-        params, losses = solve_least_squares(x, y), np.zeros(0)
-    else:
-        params, losses = train_adam(cfg, x, y, key_init)
-    loss_fn = lambda p: mse(cfg, p, x, y)  # noqa: E731
-    l0, grads = jax.value_and_grad(loss_fn)(params)
+    try:
+        x, y, teacher = target_data(cfg, key_data)
+        params, apply, losses = fit_target(cfg, x, y, key_init)
+    except Exception as err:  # the user's model code can raise anything; record it, name it
+        raise TargetError(f"target {target_id}: {type(err).__name__}: {err}") from err
+    l0, grads = jax.value_and_grad(lambda p: mse(apply, p, x, y))(params)
     grad_norm = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree_util.tree_leaves(grads))))
     if not np.isfinite(float(l0)) or not np.all(np.isfinite(losses)):
         raise TargetError(
-            f"target {target_id} ({name}): training diverged (final loss {float(l0)}); "
+            f"target {target_id}: training diverged (final loss {float(l0)}); "
             f"lower training.learning_rate (now {cfg['training']['learning_rate']})"
         )
-    log.info("target %s (%s): L0 = %.6g, |grad L(w*)| = %.3g", target_id, name, float(l0), grad_norm)
+    log.info("target %s: L0 = %.6g, |grad L(w*)| = %.3g", target_id, float(l0), grad_norm)
     with atomic_path(out_data, suffix=".npz") as tmp:
         np.savez(tmp, x=np.asarray(x, dtype=np.float64), y=np.asarray(y, dtype=np.float64))
     with atomic_path(out_params, suffix=".npz") as tmp:
         np.savez(tmp, **params_to_npz(params))
-    lam = theoretical_lambda(cfg["family"], cfg["widths"], cfg.get("true_rank", 0))
+    if cfg["family"] == "custom":
+        lam, multiplicity, size = None, None, int(sum(np.size(p) for p in jax.tree_util.tree_leaves(params)))
+    else:
+        lam, multiplicity = theoretical_lambda_multiplicity(
+            cfg["family"], cfg["widths"], cfg.get("true_rank", 0)
+        )
+        size = num_params(cfg["family"], cfg["widths"])
     meta = {
         "target_id": target_id,
-        "name": name,
+        "status": "ok",
         "config": cfg,
-        "dims": {
-            "n": cfg["n"],
-            "input_dim": cfg["widths"][0],
-            "num_params": num_params(cfg["family"], cfg["widths"]),
-        },
+        "dims": {"n": int(x.shape[0]), "input_dim": int(x.shape[1]), "num_params": size},
         "dtype": str(x.dtype),
         "L0": float(l0),
         "grad_norm_at_w_star": grad_norm,
@@ -124,6 +153,7 @@ def build_target(target_id: str, name: str, cfg: dict, out_data, out_params, out
         "teacher": teacher,
         "truth": {
             "lambda": lam,
+            "multiplicity": multiplicity,
             "source": {"linear": "d/2", "rrr": "Aoyagi & Watanabe 2005", "dln": "Aoyagi 2024"}.get(
                 cfg["family"]
             ),
@@ -132,22 +162,25 @@ def build_target(target_id: str, name: str, cfg: dict, out_data, out_params, out
         "host": platform.node(),
         "wall_time_s": time.time() - start,
     }
+    if x.shape[0] < size:
+        log.warning("target %s: n = %d is below the %d parameters", target_id, x.shape[0], size)
     write_json(out_meta, meta)
     return meta
 
 
+def write_failed_target(target_id: str, cfg: dict, error: str, out_data, out_params, out_meta) -> None:
+    """Record a target that could not be built: empty arrays, meta with status failed and the error."""
+    for path in (out_data, out_params):
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp)
+    write_json(out_meta, {"target_id": target_id, "status": "failed", "error": error, "config": cfg})
+
+
 if "snakemake" in globals():
     _log = setup_logging(snakemake.log[0])
+    _out = (snakemake.output.data, snakemake.output.params, snakemake.output.meta)
     try:
-        build_target(
-            snakemake.wildcards.target_id,
-            snakemake.params.target["name"],
-            snakemake.params.target["config"],
-            snakemake.output.data,
-            snakemake.output.params,
-            snakemake.output.meta,
-            _log,
-        )
+        build_target(snakemake.wildcards.target_id, snakemake.params.target, *_out, _log)
     except TargetError as err:
         _log.error("%s", err)
-        raise
+        write_failed_target(snakemake.wildcards.target_id, snakemake.params.target, str(err), *_out)

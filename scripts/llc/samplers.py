@@ -4,8 +4,9 @@
 
 * ``run_sgld``: hand-written SGLD in the form of Lau et al. (w ← w - ε/2 ∇U + N(0, ε)),
   chains vmapped over one ``lax.scan``; full batch or minibatch (indices with replacement).
-  With a full batch it also records the MALA acceptance probability of every proposal, a
-  step-size diagnostic that costs no extra gradient (the next step needs that gradient anyway).
+  It records the full-batch loss and the MALA acceptance probability of the step, a step-size
+  diagnostic: at every step with the full batch (no extra gradient: the next step needs it),
+  every ``eval_every`` steps with a minibatch (two full-batch gradients per evaluation).
 * ``run_hmc``: BlackJAX HMC after ``blackjax.window_adaptation`` (step size and a diagonal mass
   matrix), adapted on one chain, then all chains vmapped with the adapted parameters.
 
@@ -25,10 +26,17 @@ import numpy as np
 from llc import diagnostics
 
 
-def run_sgld(key, loss_fn, w_star, data, *, nbeta, gamma, step_size, chains, draws, batch_size=None):
-    """SGLD chains started at w*; returns dict of numpy arrays and the gradient-evaluation count.
+def sgld_sampler(loss_fn, w_star, data, *, nbeta, gamma, chains, draws, batch_size=None, eval_every=1):
+    """Build the jitted SGLD sampler ``(key, step_size) -> (loss, mala_acceptance)``, each of
+    shape (chains, draws // eval_every).
 
-    ``loss_fn(w, x, y)`` is the mean loss; ``data`` = (x, y) as device arrays.
+    ``loss_fn(w, x, y)`` is the mean loss; ``data`` = (x, y) as device arrays. The chains start
+    at w*. With the full batch every step is recorded. With a minibatch (indices drawn with
+    replacement) the full-batch loss is evaluated every ``eval_every`` steps, together with the
+    MALA acceptance probability the step taken from that point would have had under the
+    full-batch potential: the diagnostics then describe the posterior, not the batch noise.
+    The step size is an argument, not a constant: one compile serves a calibration grid, and
+    the benchmark times calls, not compiles.
     """
     x, y = data
     n = x.shape[0]
@@ -40,48 +48,97 @@ def run_sgld(key, loss_fn, w_star, data, *, nbeta, gamma, step_size, chains, dra
     def drift(w, grad):
         return nbeta * grad + gamma * (w - w_star)
 
-    def log_q(to, frm, frm_drift):
-        return -jnp.sum((to - frm + 0.5 * step_size * frm_drift) ** 2) / (2 * step_size)
+    def chain(key, step_size):
+        def log_q(to, frm, frm_drift):
+            return -jnp.sum((to - frm + 0.5 * step_size * frm_drift) ** 2) / (2 * step_size)
 
-    def full_batch_step(carry, key):
-        w, loss, grad = carry
-        d = drift(w, grad)
-        proposal = w - 0.5 * step_size * d + jnp.sqrt(step_size) * jax.random.normal(key, w.shape)
-        new_loss, new_grad = value_and_grad(proposal, x, y)
-        log_alpha = (
-            potential(w, loss)
-            - potential(proposal, new_loss)
-            + log_q(w, proposal, drift(proposal, new_grad))
-            - log_q(proposal, w, d)
-        )
-        return (proposal, new_loss, new_grad), (loss, jnp.minimum(1.0, jnp.exp(log_alpha)))
+        def mala(w, loss, grad, proposal, new_loss, new_grad):
+            log_alpha = (
+                potential(w, loss)
+                - potential(proposal, new_loss)
+                + log_q(w, proposal, drift(proposal, new_grad))
+                - log_q(proposal, w, drift(w, grad))
+            )
+            return jnp.minimum(1.0, jnp.exp(log_alpha))
 
-    def minibatch_step(w, key):
-        k_idx, k_noise = jax.random.split(key)
-        idx = jax.random.randint(k_idx, (batch_size,), 0, n)
-        loss, grad = value_and_grad(w, x[idx], y[idx])
-        new_w = (
-            w - 0.5 * step_size * drift(w, grad) + jnp.sqrt(step_size) * jax.random.normal(k_noise, w.shape)
-        )
-        return new_w, (loss, jnp.nan)
+        def noise(key, w):
+            return jnp.sqrt(step_size) * jax.random.normal(key, w.shape)
 
-    def chain(key):
-        keys = jax.random.split(key, draws)
+        def full_batch_step(carry, key):
+            w, loss, grad = carry
+            proposal = w - 0.5 * step_size * drift(w, grad) + noise(key, w)
+            new_loss, new_grad = value_and_grad(proposal, x, y)
+            return (proposal, new_loss, new_grad), (loss, mala(w, loss, grad, proposal, new_loss, new_grad))
+
+        def minibatch_step(w, key):
+            k_idx, k_noise = jax.random.split(key)
+            idx = jax.random.randint(k_idx, (batch_size,), 0, n)
+            _, grad = value_and_grad(w, x[idx], y[idx])
+            return w - 0.5 * step_size * drift(w, grad) + noise(k_noise, w), None
+
+        def evaluated_block(w, key):
+            # One full-batch evaluation, the step from there, then eval_every - 1 plain steps.
+            k_first, k_rest = jax.random.split(key)
+            loss, grad = value_and_grad(w, x, y)
+            proposal, _ = minibatch_step(w, k_first)
+            new_loss, new_grad = value_and_grad(proposal, x, y)
+            accept = mala(w, loss, grad, proposal, new_loss, new_grad)
+            w, _ = jax.lax.scan(minibatch_step, proposal, jax.random.split(k_rest, eval_every - 1))
+            return w, (loss, accept)
+
         if batch_size is None:
             loss0, grad0 = value_and_grad(w_star, x, y)
-            _, (losses, accept) = jax.lax.scan(full_batch_step, (w_star, loss0, grad0), keys)
+            _, out = jax.lax.scan(full_batch_step, (w_star, loss0, grad0), jax.random.split(key, draws))
         else:
-            _, (losses, accept) = jax.lax.scan(minibatch_step, w_star, keys)
-        return losses, accept
+            _, out = jax.lax.scan(evaluated_block, w_star, jax.random.split(key, draws // eval_every))
+        return out
 
-    losses, accept = jax.jit(jax.vmap(chain))(jax.random.split(key, chains))
+    def sample(key, step_size):
+        return jax.vmap(chain, in_axes=(0, None))(jax.random.split(key, chains), step_size)
+
+    return jax.jit(sample)
+
+
+def run_sgld(
+    key, loss_fn, w_star, data, *, nbeta, gamma, step_size, chains, draws, batch_size=None, eval_every=1
+):
+    """SGLD chains started at w*; returns numpy traces and the work done.
+
+    ``loss`` and ``mala_acceptance`` have shape (chains, draws // eval_every) (eval_every is 1
+    with the full batch): full-batch losses at every recorded step.
+    """
+    eval_every = 1 if batch_size is None else eval_every
+    sampler = sgld_sampler(
+        loss_fn,
+        w_star,
+        data,
+        nbeta=nbeta,
+        gamma=gamma,
+        chains=chains,
+        draws=draws,
+        batch_size=batch_size,
+        eval_every=eval_every,
+    )
+    return sgld_traces(sampler, key, step_size, data[0].shape[0], chains, draws, batch_size, eval_every)
+
+
+def sgld_traces(sampler, key, step_size, n, chains, draws, batch_size, eval_every) -> dict:
+    """Call a built SGLD sampler; return numpy traces and the work done."""
+    losses, accept = sampler(key, step_size)
     losses.block_until_ready()
-    per_step = 1 if batch_size is None else batch_size / n
+    if batch_size is None:
+        grad_evals, fge = chains * (draws + 1), chains * (draws + 1)
+    else:
+        evals = chains * (draws // eval_every)
+        steps = evals * eval_every
+        # Each evaluation costs two full-batch gradients (at the point and at its proposal).
+        grad_evals, fge = steps + 2 * evals, steps * batch_size / n + 2 * evals
     return {
         "loss": np.asarray(losses),
         "mala_acceptance": np.asarray(accept),
-        "grad_evals": chains * draws + (chains if batch_size is None else 0),
-        "full_grad_equivalents": chains * draws * per_step,
+        "grad_evals": grad_evals,
+        "full_grad_equivalents": fge,
+        "eval_every": eval_every,
     }
 
 
@@ -95,31 +152,22 @@ def hmc_logdensity(loss_fn, w_star, data, nbeta, gamma):
     return logdensity
 
 
-def run_hmc(
-    key,
-    loss_fn,
-    w_star,
-    data,
-    *,
-    nbeta,
-    gamma,
-    chains,
-    draws,
-    warmup,
-    num_integration_steps,
-    target_acceptance,
-    step_jitter=0.0,
-):
-    """Window-adapted BlackJAX HMC chains started at w*; returns numpy traces and work counts."""
-    logdensity = hmc_logdensity(loss_fn, w_star, data, nbeta, gamma)
-    k_adapt, k_chains = jax.random.split(key)
+def hmc_adapt(key, logdensity, w_star, *, warmup, num_integration_steps, target_acceptance):
+    """Step size and diagonal inverse mass matrix from BlackJAX's window adaptation on one chain."""
     adaptation = blackjax.window_adaptation(
         blackjax.hmc,
         logdensity,
         target_acceptance_rate=target_acceptance,
         num_integration_steps=num_integration_steps,
     )
-    (_, parameters), _ = jax.jit(lambda k: adaptation.run(k, w_star, num_steps=warmup))(k_adapt)
+    (_, parameters), _ = jax.jit(lambda k: adaptation.run(k, w_star, num_steps=warmup))(key)
+    return parameters
+
+
+def hmc_sampler(
+    logdensity, w_star, parameters, *, nbeta, gamma, chains, draws, num_integration_steps, step_jitter
+):
+    """Build the jitted HMC sampler ``key -> (loss, acceptance, divergent)`` of shape (chains, draws)."""
     hmc_kernel = blackjax.mcmc.hmc.build_kernel()
     step_size = parameters["step_size"]
 
@@ -144,7 +192,47 @@ def run_hmc(
         init = blackjax.hmc(logdensity, **parameters).init(w_star)
         return jax.lax.scan(step, init, jax.random.split(key, draws))[1]
 
-    losses, accept, divergent = jax.jit(jax.vmap(chain))(jax.random.split(k_chains, chains))
+    return jax.jit(lambda key: jax.vmap(chain)(jax.random.split(key, chains)))
+
+
+def run_hmc(
+    key,
+    loss_fn,
+    w_star,
+    data,
+    *,
+    nbeta,
+    gamma,
+    chains,
+    draws,
+    warmup,
+    num_integration_steps,
+    target_acceptance,
+    step_jitter=0.0,
+):
+    """Window-adapted BlackJAX HMC chains started at w*; returns numpy traces and work counts."""
+    logdensity = hmc_logdensity(loss_fn, w_star, data, nbeta, gamma)
+    k_adapt, k_chains = jax.random.split(key)
+    parameters = hmc_adapt(
+        k_adapt,
+        logdensity,
+        w_star,
+        warmup=warmup,
+        num_integration_steps=num_integration_steps,
+        target_acceptance=target_acceptance,
+    )
+    sampler = hmc_sampler(
+        logdensity,
+        w_star,
+        parameters,
+        nbeta=nbeta,
+        gamma=gamma,
+        chains=chains,
+        draws=draws,
+        num_integration_steps=num_integration_steps,
+        step_jitter=step_jitter,
+    )
+    losses, accept, divergent = sampler(k_chains)
     losses.block_until_ready()
     # Each HMC step runs num_integration_steps leapfrog steps, one gradient each.
     grad_evals = (warmup + chains * draws) * num_integration_steps
@@ -173,6 +261,8 @@ def llc_statistics(loss, l0: float, nbeta: float, burnin: int) -> dict:
     ess_tail = diagnostics.ess_tail(llc) if long_enough else float("nan")
     r_hat = diagnostics.rhat(llc) if chains >= 2 and long_enough else float("nan")
     ess = min(ess_bulk, ess_tail)
+    # Per-chain Monte Carlo error and trace quantiles feed the flags (llc.flags).
+    q25, q75 = np.quantile(llc, [0.25, 0.75])
     return {
         "llc_mean": float(llc.mean()),
         "llc_std": float(per_chain.std(ddof=1)) if chains > 1 else float("nan"),
@@ -183,6 +273,9 @@ def llc_statistics(loss, l0: float, nbeta: float, burnin: int) -> dict:
         "ess_tail": ess_tail,
         "ess": ess,
         "r_hat": r_hat,
+        "llc_max_per_chain": llc.max(axis=1).tolist(),
+        "llc_q25": float(q25),
+        "llc_q75": float(q75),
         "fraction_below_l0": float(np.mean(kept < l0)),
     }
 

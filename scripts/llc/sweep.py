@@ -3,9 +3,13 @@
 Pure Python (no JAX, no NumPy): the rules call :func:`expand_sweep` at parse time.
 
 * A target's id is the content hash of its *resolved* config (family defaults filled in,
-  display name left out), so the same target is built once however many samplers use it,
-  and any change to what determines its data or w* gives a new id.
+  numbers canonical, display name left out), so the same target is built once however many
+  samplers use it, and any change to what determines its data or w* gives a new id.
 * A run's id is the content hash of the target id plus the resolved sampler config.
+* Names are labels: they travel beside the ids (for tables, logs of the aggregate, figures),
+  never in what a build or sampler job receives, so renaming reruns nothing but the aggregate.
+* A sampler entry with ``calibrate`` has no fixed run: its step size is chosen by the
+  calibration job (``llc.calibrate``), and the run's id follows the chosen value.
 """
 
 from __future__ import annotations
@@ -15,18 +19,29 @@ import re
 
 from common import content_hash
 
-FAMILIES = ("linear", "rrr", "dln", "mlp")
+FAMILIES = ("linear", "rrr", "dln", "mlp", "custom")
 SAMPLER_KINDS = ("sgld", "hmc")
 SAFE_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+MODEL_SPEC = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 
 TARGET_DEFAULTS = {"noise": 1.0, "seed": 0}
+CUSTOM_DEFAULTS = {
+    "seed": 0,
+    "model_dir": ".",
+    "model_args": {},
+    "params": None,
+    "inputs": None,
+    "outputs": None,
+}
 TRAINING_DEFAULTS = {"steps": 5000, "learning_rate": 0.01, "init_scale": 0.5}
 COMMON_SAMPLER_DEFAULTS = {"chains": 4, "seed": 0, "gamma": 1.0, "nbeta": None}
 KIND_DEFAULTS = {
     # SGLD's Euler step inflates the stationary variance of a direction of curvature a by
     # about eps*a/4; with a ~ 2*n*beta = 290 at n = 1000, eps = 4e-4 keeps that near 3%.
     # Smaller steps mix the flat (singular) directions too slowly for a CI-sized run.
-    "sgld": {"draws": 4000, "burnin": 1000, "step_size": 4e-4, "batch_size": None},
+    # eval_every (minibatch only): steps between full-batch loss evaluations; null = once per
+    # pass over the data (n / batch_size steps).
+    "sgld": {"draws": 4000, "burnin": 1000, "step_size": 4e-4, "batch_size": None, "eval_every": None},
     "hmc": {
         "draws": 1000,
         "burnin": 200,
@@ -37,22 +52,64 @@ KIND_DEFAULTS = {
     },
 }
 KIND_KEYS = {kind: set(defaults) - {"draws", "burnin"} for kind, defaults in KIND_DEFAULTS.items()}
+CALIBRATE_DEFAULTS = {"chains": 2, "draws": 600, "burnin": 100, "min_acceptance": 0.9, "max_r_hat": 1.1}
 
 
 class SweepError(ValueError):
     """The sweep config is inconsistent; the message names the entry and the field at fault."""
 
 
-def default_nbeta(n: int) -> float:
-    """n * beta* with the WBIC inverse temperature beta* = 1 / log n."""
-    return n / math.log(n)
+def canonical(value):
+    """Numbers in one spelling before hashing: an integral float becomes an int (1.0 -> 1).
+
+    YAML reads ``gamma: 1`` as an int and ``gamma: 1.0`` as a float; both mean the same run.
+    Booleans stay booleans (``True == 1`` in Python, but not in a config).
+    """
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return value
+
+
+def default_nbeta(n: int, batch_size: int | None = None) -> float:
+    """n·β: n / log n with the full batch (β* = 1 / log n, WBIC); with a minibatch of size b,
+    b / log b, devinterp's default (``default_nbeta(dataloader)``), so estimates compare."""
+    size = n if batch_size is None else batch_size
+    return size / math.log(size)
+
+
+def default_eval_every(n: int, batch_size: int | None) -> int:
+    """Minibatch SGLD: full-batch evaluations once per pass over the data (1 with the full batch)."""
+    return 1 if batch_size is None else max(1, round(n / batch_size))
 
 
 def resolve_target(entry: dict, index: int) -> tuple[str, dict]:
-    """Return (display name, resolved target config) for one entry of ``llc.targets``."""
+    """Return (display name, resolved canonical target config) for one entry of ``llc.targets``."""
     where = f"llc.targets[{index}]"
+    family = entry["family"]
+    if family == "custom":
+        return resolve_custom_target(entry, where)
+    missing = [key for key in ("widths", "n") if key not in entry]
+    stray = [
+        key
+        for key in ("data", "model", "model_dir", "model_args", "params", "inputs", "outputs")
+        if key in entry
+    ]
+    if missing or stray:
+        raise SweepError(
+            f"{where}: family '{family}' "
+            + (
+                f"needs {', '.join(missing)}"
+                if missing
+                else f"does not take {', '.join(stray)} (family custom does)"
+            )
+        )
     cfg = {**TARGET_DEFAULTS, **{k: v for k, v in entry.items() if k != "name"}}
-    family = cfg["family"]
     widths = list(cfg["widths"])
     rank = cfg.get("true_rank")
     expected = {"linear": 2, "rrr": 3}
@@ -76,16 +133,38 @@ def resolve_target(entry: dict, index: int) -> tuple[str, dict]:
     cfg["widths"] = widths
     cfg["training"] = {**TRAINING_DEFAULTS, **cfg.get("training", {})}
     name = entry.get("name") or f"{family}_{'x'.join(map(str, widths))}"
-    return name, cfg
+    return name, canonical(cfg)
+
+
+def resolve_custom_target(entry: dict, where: str) -> tuple[str, dict]:
+    """A user's dataset file and JAX model (``package.module:function``)."""
+    missing = [key for key in ("data", "model") if key not in entry]
+    stray = [key for key in ("widths", "n", "noise", "true_rank", "activation") if key in entry]
+    if missing or stray:
+        raise SweepError(
+            f"{where}: family 'custom' "
+            + (f"needs {', '.join(missing)}" if missing else f"does not take {', '.join(stray)}")
+        )
+    if not MODEL_SPEC.match(entry["model"]):
+        raise SweepError(f"{where}: model '{entry['model']}' is not of the form package.module:function")
+    cfg = {**CUSTOM_DEFAULTS, **{k: v for k, v in entry.items() if k != "name"}}
+    is_parquet = str(cfg["data"]).endswith(".parquet")
+    if is_parquet and not (cfg["inputs"] and cfg["outputs"]):
+        raise SweepError(f"{where}: a parquet dataset needs the column lists 'inputs' and 'outputs'")
+    if not is_parquet and not str(cfg["data"]).endswith(".npz"):
+        raise SweepError(f"{where}: data '{cfg['data']}' must be a .npz (arrays x, y) or a .parquet file")
+    cfg["training"] = {**TRAINING_DEFAULTS, **cfg.get("training", {})}
+    name = entry.get("name") or entry["model"].rsplit(":", 1)[1]
+    return name, canonical(cfg)
 
 
 def resolve_sampler(entry: dict, index: int) -> tuple[str, dict]:
-    """Return (display name, resolved sampler config) for one entry of ``llc.samplers``."""
+    """Return (display name, resolved canonical sampler config) for one entry of ``llc.samplers``."""
     where = f"llc.samplers[{index}]"
     kind = entry["kind"]
     stray = (
         set(entry)
-        - {"name", "kind"}
+        - {"name", "kind", "calibrate"}
         - set(COMMON_SAMPLER_DEFAULTS)
         - {"x64", "draws", "burnin"}
         - KIND_KEYS[kind]
@@ -96,18 +175,44 @@ def resolve_sampler(entry: dict, index: int) -> tuple[str, dict]:
     cfg.update({k: v for k, v in entry.items() if k != "name"})
     if cfg["burnin"] >= cfg["draws"]:
         raise SweepError(f"{where}: burnin ({cfg['burnin']}) must be smaller than draws ({cfg['draws']})")
-    return entry.get("name") or kind, cfg
+    if kind == "sgld" and cfg["batch_size"] is not None and cfg["batch_size"] < 2 and cfg["nbeta"] is None:
+        raise SweepError(f"{where}: batch_size 1 needs an explicit nbeta (the default is b / log b)")
+    if "calibrate" in cfg:
+        if kind != "sgld":
+            raise SweepError(f"{where}: calibrate applies to kind sgld (HMC adapts its own step size)")
+        cfg["calibrate"] = {**CALIBRATE_DEFAULTS, **cfg["calibrate"]}
+        if not cfg["calibrate"].get("step_sizes"):
+            raise SweepError(f"{where}: calibrate needs a list of step_sizes")
+        if cfg["calibrate"]["burnin"] >= cfg["calibrate"]["draws"]:
+            raise SweepError(f"{where}: calibrate.burnin must be smaller than calibrate.draws")
+        cfg.pop("step_size")
+    return entry.get("name") or kind, canonical(cfg)
 
 
-def expand_sweep(section: dict) -> tuple[dict, dict]:
+def calibrated_sampler(sampler: dict, step_size: float) -> dict:
+    """The run config of a calibrated sampler: its ``calibrate`` block replaced by the chosen step."""
+    resolved = {k: v for k, v in sampler.items() if k != "calibrate"}
+    resolved["step_size"] = step_size
+    return canonical(resolved)
+
+
+def run_id_of(target_id: str, sampler: dict) -> str:
+    """Content hash of what a sampler job computes (never its names)."""
+    return content_hash({"target_id": target_id, "sampler": canonical(sampler)})
+
+
+def expand_sweep(section: dict) -> tuple[dict, dict, dict]:
     """Expand the validated ``llc`` config section.
 
-    Returns ``(targets, runs)``: ``targets[target_id] = {"name", "config"}`` and
-    ``runs[run_id] = {"target_id", "target_name", "sampler_name", "sampler"}``. Every
-    sampler runs on every target; duplicate entries collapse onto one id.
+    Returns ``(targets, runs, calibrations)``:
+    ``targets[target_id] = {"name", "config"}``,
+    ``runs[run_id] = {"target_id", "target_name", "sampler_name", "sampler"}``,
+    ``calibrations[calibration_id]`` the same fields for a sampler whose step is calibrated.
+    Every sampler runs on every target; duplicate entries collapse onto one id (first name wins).
+    Jobs receive only ``config`` / ``{"target_id", "sampler"}``: see :func:`job_spec`.
     """
     x64 = section.get("jax_enable_x64", True)
-    targets, runs = {}, {}
+    targets, runs, calibrations = {}, {}, {}
     for t_index, t_entry in enumerate(section.get("targets", [])):
         t_name, t_cfg = resolve_target(t_entry, t_index)
         t_cfg["x64"] = x64
@@ -116,9 +221,12 @@ def expand_sweep(section: dict) -> tuple[dict, dict]:
         for s_index, s_entry in enumerate(section.get("samplers", [])):
             s_name, s_cfg = resolve_sampler(s_entry, s_index)
             s_cfg["x64"] = x64 if s_cfg.get("x64") is None else s_cfg["x64"]
-            run_id = content_hash({"target_id": target_id, "sampler": s_cfg})
-            runs.setdefault(
-                run_id,
-                {"target_id": target_id, "target_name": t_name, "sampler_name": s_name, "sampler": s_cfg},
-            )
-    return targets, runs
+            record = {"target_id": target_id, "target_name": t_name, "sampler_name": s_name, "sampler": s_cfg}
+            table = calibrations if "calibrate" in s_cfg else runs
+            table.setdefault(run_id_of(target_id, s_cfg), record)
+    return targets, runs, calibrations
+
+
+def job_spec(run: dict) -> dict:
+    """What a sampler job receives: the target id and the sampler config, no names."""
+    return {"target_id": run["target_id"], "sampler": run["sampler"]}

@@ -68,7 +68,7 @@ def base_section():
 
 
 def test_sweep_ids_are_content_hashes():
-    targets, runs = expand_sweep(base_section())
+    targets, runs, _ = expand_sweep(base_section())
     assert len(targets) == 1 and len(runs) == 2
     again = expand_sweep(base_section())
     assert (list(targets), list(runs)) == (list(again[0]), list(again[1]))
@@ -78,7 +78,7 @@ def test_sweep_ids_are_content_hashes():
     assert set(expand_sweep(renamed)[1]) == set(runs)  # labels are not science
     changed = base_section()
     changed["samplers"][0]["step_size"] = 1e-4
-    new_targets, new_runs = expand_sweep(changed)
+    new_targets, new_runs, _ = expand_sweep(changed)
     assert set(new_targets) == set(targets)
     assert len(set(new_runs) & set(runs)) == 1  # only the unchanged sampler keeps its id
     explicit = base_section()
@@ -185,14 +185,220 @@ def test_build_target_writes_a_minimum_and_its_meta(tmp_path):
 
     from llc.build_target import build_target
 
-    _, runs = expand_sweep(base_section())
-    targets, _ = expand_sweep(base_section())
+    targets, _, _ = expand_sweep(base_section())
     ((target_id, target),) = targets.items()
     paths = [tmp_path / "data.npz", tmp_path / "params.npz", tmp_path / "meta.json"]
-    meta = build_target(target_id, target["name"], target["config"], *paths, logging.getLogger("test"))
+    meta = build_target(target_id, target["config"], *paths, logging.getLogger("test"))
     assert json.loads(paths[2].read_text())["target_id"] == target_id
     assert meta["truth"]["lambda"] == rrr_lambda(4, 2, 4, 0)
     assert meta["grad_norm_at_w_star"] < 1e-3  # trained to a critical point
     with np.load(paths[0]) as data:
         assert data["x"].shape == (100, 4) and data["y"].shape == (100, 4)
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+# --------------------------------------------------------------------------- issue 17 units
+
+
+def test_numbers_are_canonical_and_names_stay_out_of_jobs():
+    from llc.sweep import job_spec
+
+    plain = expand_sweep(base_section())
+    spelt = base_section()
+    spelt["samplers"][0].update({"gamma": 1, "step_size": 0.0004, "chains": 4.0})  # == the defaults
+    spelt["targets"][0]["noise"] = 1
+    respelt = expand_sweep(spelt)
+    assert list(respelt[0]) == list(plain[0]) and list(respelt[1]) == list(plain[1])
+    renamed = base_section()
+    renamed["targets"][0]["name"] = "other"
+    renamed["samplers"][1]["name"] = "renamed"
+    for run_id, run in expand_sweep(renamed)[1].items():
+        spec = job_spec(run)
+        assert spec == job_spec(plain[1][run_id])
+        assert "other" not in json.dumps(spec) and "renamed" not in json.dumps(spec)
+    assert all(t["config"] == plain[0][tid]["config"] for tid, t in expand_sweep(renamed)[0].items())
+
+
+def test_minibatch_nbeta_is_batch_size_over_its_log():
+    from llc.run_sampler import resolved_nbeta
+
+    assert resolved_nbeta({"nbeta": None, "batch_size": None}, 1000) == (
+        pytest.approx(1000 / np.log(1000)),
+        "n/log n",
+    )
+    nbeta, source = resolved_nbeta({"nbeta": None, "batch_size": 64}, 1000)
+    assert nbeta == pytest.approx(64 / np.log(64)) and source == "batch_size/log(batch_size)"
+    assert resolved_nbeta({"nbeta": 12.5, "batch_size": 64}, 1000) == (12.5, "config")
+
+
+def test_multiplicity_of_rrr_and_dln_agree_and_match_the_notes():
+    from llc.truth import dln_lambda_multiplicity, rrr_lambda_multiplicity, theoretical_lambda_multiplicity
+
+    for m in range(1, 7):
+        for h in range(1, 7):
+            for n in range(1, 7):
+                for r in range(0, min(m, h, n) + 1):
+                    assert rrr_lambda_multiplicity(m, h, n, r)[1] == dln_lambda_multiplicity([m, h, n], r)[1]
+    # the reference notes' table (section 3.5)
+    assert rrr_lambda_multiplicity(5, 3, 5, 0) == (6.5, 2)
+    assert rrr_lambda_multiplicity(4, 2, 4, 1) == (5, 2)
+    assert dln_lambda_multiplicity([3, 3, 3, 3], 1) == (4, 3)
+    assert dln_lambda_multiplicity([5, 5, 5, 5, 5], 2) == (11, 4)
+    assert theoretical_lambda_multiplicity("linear", [8, 1], 0) == (4.0, 1)
+
+
+def flag_input(per_chain, **extra):
+    record = {
+        "llc_per_chain": per_chain,
+        "llc_trace_std": 1.0,
+        "ess": 800.0,
+        "llc_q25": 2.0,
+        "llc_q75": 3.5,
+        "llc_max_per_chain": [9.0] * len(per_chain),
+        "r_hat": 1.01,
+        "n": 1000,
+        "num_params": 22,
+    }
+    return {**record, **extra}
+
+
+def test_flags_fire_on_the_issue_examples_and_not_on_healthy_runs():
+    from llc.flags import run_flags
+
+    assert run_flags(flag_input([2.80, 2.91, 2.86, 2.83])) == {}
+    # issue 17: per-chain 2.87, 2.91, 2.70, 4.82 with R-hat 1.037 and nothing said so
+    flags = run_flags(flag_input([2.87, 2.91, 2.70, 4.82], r_hat=1.037))
+    assert "chain 3: 4.82" in flags["chain_disagreement"]
+    # one chain spiked to nβ(L - L0) of about 140
+    assert "loss_excursion" in run_flags(flag_input([2.8, 2.9, 2.8, 2.8], llc_max_per_chain=[9, 8, 140, 9]))
+    assert "loss_excursion" in run_flags(flag_input([2.8, 2.9, -0.4, 2.8]))
+    # R-hat 1.348 with ESS 5; 1,098 divergences; n below the parameter count
+    flags = run_flags(
+        flag_input([2.8, 2.9], r_hat=1.348, ess=5.0, divergences=1098, acceptance_rate=0.3, n=12)
+    )
+    assert {"high_r_hat", "low_ess", "divergences", "low_acceptance", "n_below_params"} <= set(flags)
+    assert run_flags(flag_input([2.8, 2.9], r_hat=1.348), {"max_r_hat": 1.5}) == {}  # thresholds are config
+
+
+def test_minibatch_sgld_records_full_batch_losses_and_mala_acceptance():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from llc.samplers import run_sgld
+
+    rng = np.random.default_rng(0)
+    x = jax.numpy.asarray(rng.normal(size=(100, 3)))
+    y = x @ jax.numpy.asarray([[1.0], [0.5], [0.0]]) + jax.numpy.asarray(rng.normal(size=(100, 1)))
+    w_star = jax.numpy.linalg.lstsq(x, y)[0][:, 0]
+
+    def loss(w, xs, ys):
+        return jax.numpy.mean((xs @ w[:, None] - ys) ** 2)
+
+    traces = run_sgld(
+        jax.random.key(0), loss, w_star, (x, y), nbeta=10.0, gamma=1.0, step_size=1e-3, chains=2, draws=60,
+        batch_size=10, eval_every=5,
+    )  # fmt: skip
+    assert traces["loss"].shape == traces["mala_acceptance"].shape == (2, 12)
+    full = np.array([[float(loss(w_star, x, y))]])
+    assert np.all(traces["loss"] >= full - 1e-12)  # full-batch losses: never below the minimum
+    assert np.all((traces["mala_acceptance"] > 0.5) & (traces["mala_acceptance"] <= 1))
+    assert traces["grad_evals"] == 2 * 60 + 2 * 2 * 12
+
+
+def test_calibration_picks_the_largest_passing_step():
+    from llc.calibrate import choose
+
+    pilots = [
+        {"step_size": 1e-4, "passed": True},
+        {"step_size": 1e-3, "passed": True},
+        {"step_size": 1e-2, "passed": False},
+    ]
+    assert choose(pilots) == {"step_size": 1e-3, "passed": True}
+    assert choose([{**p, "passed": False} for p in pilots]) == {"step_size": 1e-4, "passed": False}
+
+
+def test_custom_dataset_and_given_parameters(tmp_path):
+    import logging
+    import shutil
+
+    import jax
+    import pandas as pd
+
+    jax.config.update("jax_enable_x64", True)
+    from llc.build_target import build_target
+    from llc.custom import load_dataset
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 2))
+    y = np.tanh(x[:, :1]) + 0.1 * rng.normal(size=(40, 1))
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "out": y[:, 0]}).to_parquet(tmp_path / "d.parquet")
+    got_x, got_y = load_dataset(
+        {"data": str(tmp_path / "d.parquet"), "inputs": ["a", "b"], "outputs": ["out"]}
+    )
+    assert np.allclose(got_x, x) and got_y.shape == (40, 1)
+    shutil.copy(REPO / "tests/llc/tiny_models.py", tmp_path / "tiny_models.py")
+    section = {
+        "targets": [
+            {
+                "family": "custom",
+                "data": str(tmp_path / "d.parquet"),
+                "inputs": ["a", "b"],
+                "outputs": ["out"],
+                "model": "tiny_models:two_layer",
+                "model_dir": str(tmp_path),
+                "training": {"steps": 300},
+            }
+        ],
+        "samplers": [{"kind": "sgld"}],
+    }
+    ((target_id, target),) = expand_sweep(section)[0].items()
+    log = logging.getLogger("test")
+    trained = build_target(
+        target_id, target["config"], *[tmp_path / f"a.{s}" for s in ("npz", "p.npz", "json")], log
+    )
+    assert trained["dims"] == {"n": 40, "input_dim": 2, "num_params": 17}
+    given = {**target["config"], "params": str(tmp_path / "a.p.npz")}  # w* written by the first build
+    again = build_target("given", given, *[tmp_path / f"b.{s}" for s in ("npz", "p.npz", "json")], log)
+    assert again["L0"] == pytest.approx(trained["L0"], rel=1e-12) and again["training_final_losses"] == []
+    with pytest.raises(SweepError, match="inputs"):
+        expand_sweep({"targets": [{**section["targets"][0], "inputs": None}], "samplers": []})
+
+
+def test_bench_help_is_whole(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench/llc.py"), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--rounds" in out and "--min-seconds" in out
+    assert "not by the data)." in out  # the description's last sentence: not cut off mid-sentence
+
+
+def test_a_target_that_cannot_be_built_gives_failed_rows_not_a_crash(tmp_path):
+    import logging
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from llc.build_target import TargetError, build_target, write_failed_target
+    from llc.run_sampler import run_one
+    from llc.sweep import job_spec
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((5, 2)), y=np.zeros(5))
+    section = {
+        "targets": [{"family": "custom", "data": str(tmp_path / "d.npz"), "model": "no_such_module:build"}],
+        "samplers": [{"kind": "sgld"}],
+    }
+    targets, runs, _ = expand_sweep(section)
+    ((target_id, target),) = targets.items()
+    files = [tmp_path / name for name in ("data.npz", "params.npz", "meta.json")]
+    with pytest.raises(TargetError, match=f"target {target_id}: .*no_such_module") as err:
+        build_target(target_id, target["config"], *files, logging.getLogger("test"))
+    write_failed_target(target_id, target["config"], str(err.value), *files)
+    ((run_id, run),) = runs.items()
+    paths = dict(zip(["data", "params", "meta"], files, strict=True))
+    out = [tmp_path / "traces.npz", tmp_path / "analysis.json"]
+    analysis = run_one(run_id, job_spec(run), paths, *out, logging.getLogger("test"))
+    assert analysis["status"] == "failed" and "no_such_module" in analysis["error"]
+    assert json.loads(out[1].read_text())["status"] == "failed"

@@ -1,5 +1,6 @@
 """End-to-end runs of the llc workflow: the accuracy check against theory (the issue's real
-check), the promotion gallery, idempotence, a diverging run that fails alone, and SLURM."""
+check, with a held-out deep linear network), the promotion gallery, idempotence, a diverging
+run that fails alone while the table of the others is written, and SLURM."""
 
 import json
 
@@ -16,7 +17,8 @@ OTHERS_OFF = {name: {"enabled": False} for name in ["af3", "rnaseq", "trendy", "
 
 @pytest.fixture(scope="module")
 def accuracy_run(tmp_path_factory):
-    """Linear regression and three reduced-rank regressions, each with SGLD and HMC (about 2 min)."""
+    """Linear regression, three reduced-rank regressions and a deep linear network, each with
+    SGLD and HMC (about 80 s on 2 cores)."""
     workdir = tmp_path_factory.mktemp("llc_accuracy")
     config = {**OTHERS_OFF, "llc": accuracy_sweep(seed=0), "llc_promote": True}
     proc = run_workflow(workdir, config, ["llc_all"], extra=CORES)
@@ -26,10 +28,20 @@ def accuracy_run(tmp_path_factory):
 def test_llc_matches_theory_for_sgld_and_hmc(accuracy_run):
     workdir, _, _ = accuracy_run
     table = pd.read_parquet(workdir / "results/llc/llc_runs.parquet")
-    assert len(table) == 8 and set(table["kind"]) == {"sgld", "hmc"}
+    assert len(table) == 10 and set(table["kind"]) == {"sgld", "hmc"}
+    assert set(table["family"]) == {"linear", "rrr", "dln"} and (table["status"] == "ok").all()
     failures = accuracy_failures(table.to_dict("records"))
     shown = table[
-        ["target_name", "kind", "llc_mean", "llc_truth", "llc_truth_finite_n", "relative_error", "r_hat"]
+        [
+            "target_name",
+            "kind",
+            "llc_mean",
+            "llc_truth",
+            "llc_truth_finite_n",
+            "relative_error",
+            "r_hat",
+            "flags",
+        ]
     ]
     assert not failures, "\n".join(failures) + "\n" + shown.to_string()
 
@@ -50,8 +62,16 @@ def test_run_outputs_carry_every_metric(accuracy_run):
         "sampler.step_size",
         "sampler.gamma",
         "nbeta",
+        "status",
+        "flags",
+        "llc_truth_multiplicity",
+        "llc_per_chain",
     ]:
         assert column in table.columns, column
+    # multiplicity beside the truth: Aoyagi's m for rrr 4x2x4 rank 1 is 2, for the dln 1
+    multiplicity = dict(zip(table["target_name"], table["llc_truth_multiplicity"], strict=False))
+    assert multiplicity["rrr_4x2x4_r1"] == 2 and multiplicity["dln_held_out"] == 1
+    assert table.loc[table["kind"] == "hmc", "divergences"].notna().all()
     hmc = table[table["kind"] == "hmc"]
     assert hmc["acceptance_rate"].between(0.5, 1.0).all()
     sgld = table[table["kind"] == "sgld"]
@@ -73,9 +93,10 @@ def test_promote_writes_a_gallery(accuracy_run):
     gallery = workdir / "results/llc/gallery"
     index = (gallery / "index.html").read_text()
     traces = sorted(gallery.glob("traces_*.png"))
-    assert len(traces) == 4
+    assert len(traces) == 5
     for png in [*traces, gallery / "llc_by_sampler.png"]:
         assert png.name in index and png.read_bytes()[:4] == b"\x89PNG"
+    assert "flags" in index and "llc_truth_multiplicity" in index
 
 
 def test_second_run_has_nothing_to_do(accuracy_run):
@@ -92,11 +113,13 @@ def test_changed_sampler_reruns_only_its_runs(accuracy_run, tmp_path):
     counts = {
         line.split()[0]: line.split()[1] for line in proc.stdout.splitlines() if line.startswith("llc_")
     }
-    assert counts.get("llc_run_sampler") == "4" and "llc_build_target" not in counts
+    assert counts.get("llc_run_sampler") == "5" and "llc_build_target" not in counts
 
 
-def test_diverging_run_fails_alone_and_is_named(tmp_path):
-    """A step size far beyond stability: that run fails naming itself; the good run finishes."""
+def test_diverging_run_is_a_row_and_the_check_names_it(tmp_path):
+    """A step size far beyond stability: the table and SUMMARY still cover both runs, the failed
+    one as a row with its error; the final check fails the workflow naming the run id, the target
+    and the sampler; the next run redoes only that run."""
     section = {
         "enabled": True,
         "targets": [{"name": "small", "family": "linear", "widths": [3, 1], "n": 200, "seed": 3}],
@@ -105,20 +128,24 @@ def test_diverging_run_fails_alone_and_is_named(tmp_path):
             {"kind": "sgld", "name": "blowup", "step_size": 1.0, "draws": 300, "burnin": 100, "chains": 2},
         ],
     }
-    proc = run_workflow(tmp_path, {**OTHERS_OFF, "llc": section}, ["llc_all"], extra=CORES, check=False)
+    config = {**OTHERS_OFF, "llc": section}
+    proc = run_workflow(tmp_path, config, ["llc_all"], extra=CORES, check=False)
     assert proc.returncode != 0
-    runs = {
-        json.loads(p.read_text())["sampler_name"]: p
-        for p in tmp_path.glob("results/llc/runs/*/analysis.json")
-    }
-    assert set(runs) == {"fine"}
-    logs = "\n".join(p.read_text() for p in tmp_path.glob("logs/llc/run_sampler/*.log"))
-    assert "sampler 'blowup'" in logs and "diverged" in logs
-    bad_ids = [
-        p.parent.name for p in tmp_path.glob("results/llc/runs/*") if not (p / "analysis.json").exists()
-    ]
-    assert not bad_ids  # the failed job left nothing that looks complete
-    assert "diverged" in proc.stdout  # the failure reaches the user's terminal (show-failed-logs)
+    table = pd.read_parquet(tmp_path / "results/llc/llc_runs.parquet").set_index("sampler_name")
+    assert table.loc["fine", "status"] == "ok" and np.isfinite(table.loc["fine", "llc_mean"])
+    assert table.loc["blowup", "status"] == "failed" and "diverged" in table.loc["blowup", "error"]
+    bad_id, target_id = table.loc["blowup", "run_id"], table.loc["blowup", "target_id"]
+    summary = (tmp_path / "results/llc/SUMMARY.txt").read_text()
+    assert f"small blowup (run {bad_id}" in summary and "FAILED" in summary
+    assert "1 failed" in summary
+    # the check's message names all three: run id, target (name and id), sampler
+    assert f"run {bad_id} (target 'small' {target_id}, sampler 'blowup') failed: " in proc.stdout
+    assert not (tmp_path / "results/llc/llc_check.txt").exists()
+    assert not (tmp_path / f"results/llc/runs/{bad_id}/analysis.json").exists()  # removed: redone next
+    again = run_workflow(tmp_path, config, ["llc_all"], extra=[*CORES, "-n"])
+    jobs = {line.split()[0]: line.split()[1] for line in again.stdout.splitlines() if line.startswith("llc_")}
+    assert jobs.get("llc_run_sampler") == "1" and "llc_build_target" not in jobs
+    assert f"runs/{bad_id}/analysis.json" in again.stdout
 
 
 def test_hostile_sweep_is_rejected_at_parse_time(tmp_path):
