@@ -287,9 +287,9 @@ rule rnaseq_check:
 
 
 WORKFLOW_VERSIONS["rnaseq"] = {
-    "libraries": ["numpy", "pandas", "matplotlib"],
+    "libraries": ["numpy", "pandas", "matplotlib", "multiqc"],
     "tools": {
-        "kallisto": ["kallisto", "version"],
+        "kallisto": [RNASEQ["quant"]["kallisto"], "version"],
         "prefetch": ["prefetch", "--version"],
         "fasterq-dump": ["fasterq-dump", "--version"],
         "vdb-validate": ["vdb-validate", "--version"],
