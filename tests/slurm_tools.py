@@ -15,10 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import snakemake_command, snakemake_env
-
-JOB_PREFIX = "hpcpipe"  # profiles/slurm: slurm-jobname-prefix
-
+from conftest import JOB_PREFIX, snakemake_command, snakemake_env, start_snakemake
 
 ENDED = ("COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED")
 
@@ -87,7 +84,7 @@ def start_head(
     """Start ``snakemake --profile profiles/slurm`` in the background; its output goes to head.log."""
     cmd = snakemake_command(workdir, config, targets, "slurm", extra)
     log = open(workdir / "head.log", "a")  # noqa: SIM115 - closed by the OS when the test ends
-    return subprocess.Popen(cmd, cwd=workdir, env=snakemake_env(), stdout=log, stderr=subprocess.STDOUT)
+    return start_snakemake(cmd, cwd=workdir, env=snakemake_env(), stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_for_running_job(
@@ -126,7 +123,7 @@ def requeue(job_id: str) -> None:
 
 def kill_head(head: subprocess.Popen) -> None:
     """SIGKILL the head process, as a lost login session or an OOM killer would."""
-    os.kill(head.pid, signal.SIGKILL)
+    os.kill(head.pid, signal.SIGKILL)  # the head alone: its SLURM jobs are not in its process group
     head.wait()
 
 
