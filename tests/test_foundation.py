@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from common import CommandError, atomic_open, config_errors, content_hash, run_command
-from conftest import REPO, run_workflow
+from conftest import REPO, SLURM_QUICK, run_workflow, start_snakemake
 
 
 def dry_run(tmp_path, config, profile="local", targets=None):
@@ -247,9 +249,12 @@ def test_make_demo_runs_every_workflow_and_reports_their_results(tmp_path):
     results/report.html holds each one's reported results."""
     clone = fresh_copy(tmp_path / "clone")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SNAKEMAKE", "PYTEST", "HPCPIPE"))}
-    proc = subprocess.run(
+    # In its own process group, killed with its Snakemake if the test times out (conftest).
+    make = start_snakemake(
         ["make", "demo"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    proc = subprocess.CompletedProcess(make.args, 0, make.communicate()[0])
+    proc.returncode = make.returncode
     assert proc.returncode == 0, proc.stdout[-6000:]
     config = yaml.safe_load((clone / "config/config.yaml").read_text())
     enabled = [name for name in ("af3", "rnaseq", "trendy", "llc", "dali") if config[name].get("enabled")]
@@ -264,3 +269,45 @@ def test_make_demo_runs_every_workflow_and_reports_their_results(tmp_path):
     for table in ("confidences.tsv", "conversions.tsv"):
         if any(table in str(p) for p in (clone / "results").rglob(table)):
             assert table in report, f"the report lacks {table}"
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("status_command", ["sacct", "squeue"])
+def test_a_slurm_run_with_each_status_command_and_the_efficiency_report(
+    slurm_cluster, tmp_path, status_command
+):
+    """profiles/slurm reads its jobs' fate from `sacct` (clusters with accounting, the profile's
+    setting) or `squeue` (clusters without): a small af3 batch finishes with either, and the
+    accounting records every job. With sacct, `--slurm-efficiency-report` lists each job with
+    its rule, CPU efficiency and memory use."""
+    from af3 import example_inputs
+
+    source = tmp_path / "af3_output"
+    example_inputs.make_tree(source, n_jobs=2, msa_depth=20, light=True, broken=False)
+    config = {name: {"enabled": False} for name in ("rnaseq", "trendy", "llc", "dali")}
+    config["af3"] = {"enabled": True, "source_root": str(source), "n_chunks": 2}
+    extra = [*SLURM_QUICK, "--slurm-status-command", status_command, "--set-threads", "af3_organize_chunk=2"]
+    if status_command == "sacct":
+        extra += ["--slurm-efficiency-report", "--slurm-efficiency-report-path", str(tmp_path / "efficiency")]
+    proc = run_workflow(tmp_path / "work", config, ["af3_all"], profile="slurm", extra=extra)
+    run_id = re.search(r"SLURM run ID: (\S+)", proc.stdout)[1]
+    accounted = subprocess.run(
+        ["sacct", "-X", "-n", "-P", f"--name={run_id}", "--format=JobID,State,ExitCode,Elapsed,Comment"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert accounted, f"sacct knows no job of run {run_id}"
+    for line in accounted:
+        job_id, state, exit_code, elapsed, comment = line.split("|")
+        assert (state, exit_code) == ("COMPLETED", "0:0"), line
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", elapsed) and "af3_" in comment, line
+    if status_command == "squeue":
+        return
+    [report] = (tmp_path / "efficiency").glob(f"efficiency_report_{run_id}.csv")
+    rows = list(csv.DictReader(report.open()))
+    assert {row["MainJobID"] for row in rows} == {line.split("|")[0] for line in accounted}, rows
+    for row in rows:
+        assert "af3_" in row["RuleName"], row
+        assert 0 <= float(row["CPU Efficiency (%)"]) and float(row["MaxRSS_MB"]) > 0, row
+        assert float(row["RequestedMem_MB"]) > 0 and float(row["Memory Usage (%)"]) > 0, row
