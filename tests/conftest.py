@@ -103,8 +103,8 @@ def snakemake_command(
 ) -> list[str]:
     """Write ``config`` to workdir/test-config.yaml; return the Snakemake command that runs it.
 
-    On ``profiles/slurm`` the jobs are named with this session's ``JOB_PREFIX`` unless ``extra``
-    names its own prefix.
+    On ``profiles/slurm`` the jobs are named with this session's ``JOB_PREFIX`` and shadow
+    directories go to workdir/.scratch, unless ``extra`` names its own.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -113,6 +113,9 @@ def snakemake_command(
     extra = list(extra or [])
     if profile == "slurm" and "--slurm-jobname-prefix" not in extra:
         extra += ["--slurm-jobname-prefix", JOB_PREFIX]
+    if profile == "slurm" and "--shadow-prefix" not in extra:
+        # not the profile's /tmp/hpcpipe-scratch: a test leaves nothing outside its own directory
+        extra += ["--shadow-prefix", str(workdir.resolve() / ".scratch")]
     return [
         str(BIN / "snakemake"),
         "--snakefile",
