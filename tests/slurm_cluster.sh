@@ -181,15 +181,15 @@ start)
     pgrep -x slurmctld >/dev/null || slurmctld
     pgrep -x slurmd >/dev/null || slurmd
     for _ in $(seq 1 60); do
-        if is_up && running_matches; then
-            dbd_up || { echo "slurmdbd does not answer; see /var/log/slurmdbd.log" >&2; exit 1; }
+        # (slurmdbd may be busy for a moment with the controller's registration)
+        if is_up && running_matches && dbd_up; then
             echo "$state"
             exit 0
         fi
         scontrol update nodename="$host" state=resume >/dev/null 2>&1 || true
         sleep 1
     done
-    echo "SLURM did not come up; see /var/log/slurmctld.log and /var/log/slurmd.log" >&2
+    echo "SLURM did not come up; see /var/log/slurmctld.log, slurmd.log and slurmdbd.log" >&2
     sinfo >&2 || true
     exit 1
     ;;
