@@ -1,5 +1,8 @@
 # make demo  - set up, then run every enabled workflow on the example inputs (profiles/local)
-# make test  - set up, then lint and run the whole test suite (a real single-node SLURM included)
+# make test  - set up, then lint and run the whole test suite (a real single-node SLURM included;
+#              without SLURM, or without root to install it, the SLURM tests fail: they never skip)
+#              in random order: make test PYTEST_ARGS=--random-order  (the seed is printed;
+#              rerun one order with PYTEST_ARGS=--random-order-seed=N)
 # Both are idempotent: a second run only redoes what changed.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -46,7 +49,7 @@ lint: setup
 	tests/lint_check.sh $(SNAKEMAKE)
 
 test: lint testdeps
-	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
+	HPCPIPE_REQUIRE_SLURM=1 $(BIN)/python -m pytest $(PYTEST_ARGS) tests
 
 clean:
 	rm -rf results logs benchmarks .snakemake .make examples

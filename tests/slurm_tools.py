@@ -10,15 +10,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from conftest import snakemake_command, snakemake_env
-
-JOB_PREFIX = "hpcpipe"  # profiles/slurm: slurm-jobname-prefix
-
+from conftest import JOB_PREFIX, snakemake_command, snakemake_env, start_snakemake
 
 ENDED = ("COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED")
 
@@ -87,7 +85,7 @@ def start_head(
     """Start ``snakemake --profile profiles/slurm`` in the background; its output goes to head.log."""
     cmd = snakemake_command(workdir, config, targets, "slurm", extra)
     log = open(workdir / "head.log", "a")  # noqa: SIM115 - closed by the OS when the test ends
-    return subprocess.Popen(cmd, cwd=workdir, env=snakemake_env(), stdout=log, stderr=subprocess.STDOUT)
+    return start_snakemake(cmd, cwd=workdir, env=snakemake_env(), stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_for_running_job(
@@ -105,28 +103,85 @@ def wait_for_running_job(
     raise AssertionError(f"no running job matching {rule_substring!r} within {timeout} s")
 
 
-def requeue(job_id: str) -> None:
-    """Preempt a running job the way SLURM does with PreemptMode=REQUEUE, and let it start again now."""
-    subprocess.run(["scontrol", "requeue", job_id], check=True)
+def job_state(job_id: str) -> str:
+    """The job's state as the controller has it now (RUNNING, PENDING, COMPLETED, ...), with its restarts."""
+    show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    state = re.search(r"JobState=(\S+)", show)
+    return state[1] if state else "UNKNOWN"
+
+
+def job_restarts(job_id: str) -> int:
+    show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    restarts = re.search(r"Restarts=(\d+)", show)
+    return int(restarts[1]) if restarts else 0
+
+
+def freeze(job_ids: list[str]) -> list[int]:
+    """SIGSTOP every process of the given jobs (see ``job_processes``); return their pids.
+
+    A frozen job stays RUNNING for SLURM, and whatever state it was in (a half-written file, a
+    shadow directory, a transfer in flight) stays as it is until it is killed or thawed: the
+    disturbance then hits exactly the state a test observed, never a job that has just ended.
+    """
+    frozen: set[int] = set()
+    for _ in range(3):  # again, for children forked while we were stopping their parents
+        for pid in set(job_processes(job_ids)) - frozen:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGSTOP)
+                frozen.add(pid)
+    return sorted(frozen)
+
+
+def thaw(pids: list[int]) -> None:
+    """SIGCONT the processes ``freeze`` stopped (those still alive)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def requeue(job_ids: list[str], frozen: list[int] | None = None) -> None:
+    """Preempt running jobs the way SLURM does with PreemptMode=REQUEUE, and let them start again now.
+
+    ``frozen``: the jobs' processes stopped by ``freeze``; they are thawed once the controller has
+    taken every job out of RUNNING, so that they receive SLURM's signals and end.
+    """
+    for job_id in job_ids:
+        subprocess.run(["scontrol", "requeue", job_id], check=True)
     # A requeued job waits ~2 minutes (BeginTime) by default; a preempted job on a busy cluster
     # would wait for resources instead. Starting it now keeps the test short. The update only
     # takes once the job is back to PENDING (after its processes are gone).
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
-        if "JobState=PENDING" in show:
-            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
-            show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
-            if "Reason=BeginTime" not in show:
-                return
-        elif "JobState=RUNNING" in show and "Restarts=1" in show:
-            return
+    waiting, thawed = set(job_ids), not frozen
+    deadline = time.monotonic() + 90
+    while waiting and time.monotonic() < deadline:
+        shows = {
+            job_id: subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+            for job_id in job_ids
+        }
+        if not thawed and all(
+            "JobState=RUNNING" not in show or "Restarts=0" not in show for show in shows.values()
+        ):
+            thaw(frozen)
+            thawed = True
+        for job_id in sorted(waiting):
+            show = shows[job_id]
+            if "JobState=PENDING" in show:
+                subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=False)
+                show = subprocess.run(
+                    ["scontrol", "show", "job", job_id], capture_output=True, text=True
+                ).stdout
+                if "Reason=BeginTime" not in show:
+                    waiting.discard(job_id)
+            elif "JobState=RUNNING" in show and "Restarts=0" not in show:
+                waiting.discard(job_id)
         time.sleep(0.5)
+    if frozen and not thawed:
+        thaw(frozen)
+    assert not waiting, f"jobs {sorted(waiting)} did not start again within 90 s of their requeue"
 
 
 def kill_head(head: subprocess.Popen) -> None:
     """SIGKILL the head process, as a lost login session or an OOM killer would."""
-    os.kill(head.pid, signal.SIGKILL)
+    os.kill(head.pid, signal.SIGKILL)  # the head alone: its SLURM jobs are not in its process group
     head.wait()
 
 

@@ -7,8 +7,9 @@ what a user would check:
 
 * the run stops before any job with a message that names the item and says what is allowed,
   or the item is reported as bad while the good items finish;
-* no file named ``PWNED`` appears (in the sandbox, the test's cwd, the repository, /tmp):
-  no name was ever read by a shell;
+* no file named ``PWNED`` appears or is touched (in the sandbox, the test's cwd, the repository,
+  /tmp; one left there by something else must keep its modification time): no name was ever
+  read by a shell;
 * nothing in the sandbox changed outside the work dir, inputs are byte-identical, and inside
   the work dir only the workflow's own ``results/``, ``logs/``, ``benchmarks/`` and Snakemake's
   ``.snakemake/`` were written.
@@ -66,13 +67,14 @@ def tree_state(root: Path, work: Path) -> dict[str, str]:
     return state
 
 
-def pwned_files(sandbox: Path) -> list[str]:
-    """Every file named PWNED where a hostile name run by a shell would have left it."""
-    found = [str(Path(d) / "PWNED") for d, _, files in os.walk(sandbox) if "PWNED" in files]
+def pwned_files(sandbox: Path) -> dict[str, int]:
+    """Every file named PWNED where a hostile name run by a shell would have left it, with its
+    modification time (ns): `touch PWNED` on a file already there changes only that."""
+    found = [Path(d) / "PWNED" for d, _, files in os.walk(sandbox) if "PWNED" in files]
     for place in {Path.cwd(), REPO, Path("/tmp"), Path(tempfile.gettempdir()), sandbox.parent}:
         if (place / "PWNED").exists():
-            found.append(str(place / "PWNED"))
-    return found
+            found.append(place / "PWNED")
+    return {str(path): path.stat().st_mtime_ns for path in found}
 
 
 @dataclass
@@ -86,7 +88,7 @@ class Outcome:
     output: str
     before: dict[str, str]
     after: dict[str, str]
-    pwned_before: list[str]
+    pwned_before: dict[str, int]
 
 
 def run_in_sandbox(sandbox: Path, workflow: str, section: dict, extra: list[str] | None = None) -> Outcome:
@@ -236,8 +238,7 @@ def outcome(tmp_path_factory):
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_no_name_reached_a_shell(outcome, scenario):
     result = outcome(scenario)
-    assert result.pwned_before == [], "a PWNED file was there before the run: remove it"
-    assert pwned_files(result.sandbox) == []
+    assert pwned_files(result.sandbox) == result.pwned_before
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -8,6 +8,12 @@ undisturbed run of the same batch with ``profiles/local``; the disturbed runs go
 - killed head: ``snakemake`` gets SIGKILL mid-run, its queued jobs are cancelled by the job-name
   prefix, and ``snakemake --profile profiles/slurm --rerun-incomplete`` finishes the batch.
 
+Each disturbance waits for a state the workflow shows while its job is at work (``Case.at_work``:
+a ``.part`` in rnaseq's partial/, a marker under af3's state/jobs, a trendy conversion staged but
+unfinished, an llc sampler's log line, a dali shadow dir holding its lock), then freezes the jobs
+(SIGSTOP) so that the state cannot move on, checks that they are RUNNING and the state still
+holds, and only then disturbs them: the test never disturbs a job that has just ended.
+
 Both must end with the reference's bytes for the good items, a message naming the bad one, and a
 non-zero exit. What legitimately differs between two runs (timings, job ids, logs) is left out of
 the comparison by each workflow's ``fingerprint``, and the reason is written there.
@@ -16,11 +22,13 @@ the comparison by each workflow's ``fingerprint``, and the reason is written the
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -30,22 +38,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, SLURM_QUICK, run_workflow
+from conftest import REPO, SLURM_QUICK, kill_live_snakemake, run_workflow
 from slurm_tools import (
+    ENDED,
     JOB_PREFIX,
     cancel_leftovers,
+    freeze,
+    job_restarts,
+    job_state,
     kill_head,
     requeue,
     slurm_jobs,
     start_head,
+    thaw,
     tree_digest,
-    wait_for_running_job,
 )
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# The first test waits for every scenario (the module's `runs` fixture: ~5 min on 2 idle cores).
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 WORKFLOWS = ["af3", "rnaseq", "trendy", "llc", "dali"]
-HEAD_TIMEOUT = 420
+HEAD_TIMEOUT = 600  # after the disturbance; the shared test cluster may queue the jobs a while
 
 
 @dataclass
@@ -59,7 +72,8 @@ class Case:
     failure_text: Callable[[Path, str], str]  # workdir, head output -> where the failure is told
     exit_fails: bool = True  # whether the bad item makes the run's exit code non-zero
     disturb: str = ""  # the rule (in the job's SLURM comment) whose running job is disturbed
-    # workdir, scratch -> whether the disturbed job is at work (default: it has run for 3 s)
+    # workdir, scratch -> whether a job of `disturb` is in the middle of its work, read from what
+    # it writes (default: AT_WORK[workflow])
     at_work: Callable[[Path, Path], bool] | None = None
     extra: list[str] = field(default_factory=list)
     server: object = None  # a loopback server the jobs download from (rnaseq)
@@ -75,6 +89,67 @@ def others_off(workflow: str) -> dict:
 
 def logs_text(workdir: Path, pattern: str) -> str:
     return "\n".join(p.read_text(errors="replace") for p in sorted(workdir.glob(pattern)))
+
+
+def results_digest(workdir: Path, workflow: str, differs: dict[str, str]) -> dict[str, str]:
+    """sha256 of every file under results/<workflow>, less what legitimately differs between runs.
+
+    ``differs`` maps what is left out to why: ``file:<glob>`` leaves out whole files (compared
+    another way), ``field:<regex>`` the JSON keys and TSV columns whose name matches, everywhere.
+    """
+    root = workdir / "results" / workflow
+    files = tuple(k[5:] for k in differs if k.startswith("file:"))
+    fields = [re.compile(k[6:]) for k in differs if k.startswith("field:")]
+
+    def volatile(name: str) -> bool:
+        return any(pattern.search(name) for pattern in fields)
+
+    def drop(value):
+        if isinstance(value, dict):
+            return {k: drop(v) for k, v in value.items() if not volatile(k)}
+        return [drop(v) for v in value] if isinstance(value, list) else value
+
+    digests = tree_digest(root, exclude=files)
+    for rel in digests:
+        path = root / rel
+        if path.suffix == ".json":
+            text = json.dumps(drop(json.loads(path.read_text())), sort_keys=True)
+        elif path.suffix == ".tsv":
+            rows = [line.split("\t") for line in path.read_text().splitlines()]
+            keep = [i for i, name in enumerate(rows[0] if rows else []) if not volatile(name)]
+            text = "\n".join("\t".join(row[i] for i in keep if i < len(row)) for row in rows)
+        else:
+            continue
+        digests[rel] = hashlib.sha256(text.encode()).hexdigest()
+    return digests
+
+
+# What differs between two runs of the same batch, and why (everything else is compared).
+RNASEQ_DIFFERS = {
+    "field:(_start|_end|_s)$": "download/quant wall-clock times and durations (download/*.json, *_metrics.json)",
+    "field:^start_time$": "kallisto's run_info.json: when kallisto ran",
+    "field:call$": "kallisto's command line (run_info.json, *_metrics.json): its -t follows the profile's threads",
+}
+TRENDY_DIFFERS = {
+    "file:*.nc": "the `history` attribute holds the creation time; compared read back instead",
+    "field:seconds$": "conversion and ILAMB-check durations (status.json, conversions.tsv)",
+}
+LLC_DIFFERS = {
+    "field:(wall_time_s|_per_s)$": "sampler and training timings (analysis.json, meta.json)",
+}
+
+
+def af3_at_work(workdir: Path, scratch: Path) -> bool:
+    """An organize job has begun writing (a file under organized/, or a job's marker under
+    state/jobs) and a chunk is not done. (A marker alone comes too late: a small chunk's last
+    marker and its state file are a few ms apart.)"""
+    out = workdir / "results/af3"
+    started = any(out.glob("state/jobs/*/*.json")) or any(p.is_file() for p in out.glob("organized/**/*"))
+    return started and len(list(out.glob("state/chunks/*.json"))) < 2
+
+
+# For the builders that name no at_work of their own.
+AT_WORK = {"af3": af3_at_work}
 
 
 # --- af3: four finished jobs and the broken ones of the examples ------------------------------
@@ -164,18 +239,25 @@ def rnaseq_case(root: Path) -> Case:
     config = rnaseq_config(root, {"attempt_timeout_s": 120, "stall_timeout_s": 10, "retries": 0})
 
     def fingerprint(workdir: Path) -> dict:
-        # kallisto's abundances and the merged matrices; run_info.json and the metrics carry
-        # timestamps and durations, and the QC table carries download times.
-        out = workdir / "results/rnaseq"
-        digests = {}
-        for path in sorted([*out.glob("quant/*/*_abundance.tsv"), *out.glob("merge/*/*.tsv")]):
-            digests[path.relative_to(out).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
-        return digests
+        return results_digest(workdir, "rnaseq", RNASEQ_DIFFERS)
 
     def failure_text(workdir: Path, head_log: str) -> str:
         return head_log + logs_text(workdir, "logs/rnaseq/download/*.log")
 
-    return Case("rnaseq", config, "SRR49", fingerprint, failure_text, server=server, disturb="download")
+    def at_work(workdir: Path, scratch: Path) -> bool:
+        """A download is in flight: its ``.part`` file is in partial/<run>/."""
+        return any((workdir / "results/rnaseq/partial").rglob("*.part"))
+
+    return Case(
+        "rnaseq",
+        config,
+        "SRR49",
+        fingerprint,
+        failure_text,
+        server=server,
+        disturb="download",
+        at_work=at_work,
+    )
 
 
 # --- trendy: three good files and one truncated by an interrupted transfer -----------------------
@@ -199,7 +281,7 @@ def trendy_case(root: Path) -> Case:
         import netCDF4
 
         digests = {}
-        for path in sorted((workdir / "results/trendy/MODELS").rglob("*.nc")):
+        for path in sorted((workdir / "results/trendy").rglob("*.nc")):
             with netCDF4.Dataset(path) as ds:
                 attrs = {k: str(ds.getncattr(k)) for k in ds.ncattrs() if k != "history"}
                 text = json.dumps(attrs, sort_keys=True)
@@ -212,13 +294,23 @@ def trendy_case(root: Path) -> Case:
                         + hashlib.sha256(np.ascontiguousarray(var[:]).tobytes()).hexdigest()
                     )
             digests[path.relative_to(workdir).as_posix()] = hashlib.sha256(text.encode()).hexdigest()
-        return digests
+        return {**digests, **results_digest(workdir, "trendy", TRENDY_DIFFERS)}
 
     def failure_text(workdir: Path, head_log: str) -> str:
         return head_log + (workdir / "results/trendy/conversions.tsv").read_text()
 
+    def at_work(workdir: Path, scratch: Path) -> bool:
+        """A conversion is under way: its staging dir exists, its status.json is not written yet."""
+        stages = (workdir / "results/trendy/staging").glob("*/*")
+        return any(stage.is_dir() and not (stage / "status.json").exists() for stage in stages)
+
     return Case(
-        "trendy", {"trendy": section, **others_off("trendy")}, "LPX-Bern_S1_gpp.nc", fingerprint, failure_text
+        "trendy",
+        {"trendy": section, **others_off("trendy")},
+        "LPX-Bern_S1_gpp.nc",
+        fingerprint,
+        failure_text,
+        at_work=at_work,
     )
 
 
@@ -248,10 +340,18 @@ def llc_case(root: Path) -> Case:
             digests[f"{run.name}/analysis"] = hashlib.sha256(
                 json.dumps(analysis, sort_keys=True).encode()
             ).hexdigest()
-        return digests
+        return {**digests, **results_digest(workdir, "llc", LLC_DIFFERS)}
 
     def failure_text(workdir: Path, head_log: str) -> str:
         return head_log + logs_text(workdir, "logs/llc/run_sampler/*.log")
+
+    def at_work(workdir: Path, scratch: Path) -> bool:
+        """A sampler has logged its start (n, d, nβ) and its run has no analysis yet."""
+        for log in (workdir / "logs/llc/run_sampler").glob("*.log"):
+            if "nβ=" in log.read_text(errors="replace"):
+                if not (workdir / "results/llc/runs" / log.stem / "analysis.json").exists():
+                    return True
+        return False
 
     return Case(
         "llc",
@@ -260,6 +360,7 @@ def llc_case(root: Path) -> Case:
         fingerprint,
         failure_text,
         disturb="sampler",
+        at_work=at_work,
     )
 
 
@@ -362,15 +463,43 @@ def slurm_extra(case: Case, prefix: str, scratch: Path) -> list[str]:
     return [*SLURM_QUICK, "--slurm-jobname-prefix", prefix, "--shadow-prefix", str(scratch), *case.extra]
 
 
-def wait_until_at_work(case: Case, workdir: Path, scratch: Path, timeout: float = 120) -> None:
-    """Let the disturbed job get into its work, so that the disturbance interrupts something."""
-    if case.at_work is None:
-        time.sleep(3)
-        return
+def freeze_at_work(case: Case, head, prefix: str, workdir: Path, scratch: Path, timeout: float = 900):
+    """Wait until jobs of ``case.disturb`` are RUNNING and ``at_work`` holds; freeze them there.
+
+    Returns (the frozen jobs, their state as the controller reported it once frozen, their pids).
+    The check runs again after the freeze: if a job ended or a new one started in between, they
+    are thawed and the wait goes on. The wait ends when the head does (every job ended before one
+    was seen at work: the test fails saying so), or after ``timeout`` (queue waits included).
+    """
+    at_work = case.at_work or AT_WORK[case.workflow]
     deadline = time.monotonic() + timeout
-    while not case.at_work(workdir, scratch):
-        assert time.monotonic() < deadline, f"{case.workflow}: the job never got to work"
-        time.sleep(0.5)
+    while True:
+        assert head.poll() is None, f"snakemake ended (exit {head.returncode}) before a job was at work"
+        assert time.monotonic() < deadline, f"{case.workflow}: no job found at work within {timeout} s"
+        running = [j for j in slurm_jobs(prefix) if j["state"] == "RUNNING" and case.disturb in j["comment"]]
+        if running and at_work(workdir, scratch):
+            ids = sorted(job["id"] for job in running)
+            pids = freeze(ids)
+            states = {job_id: job_state(job_id) for job_id in ids}
+            now = sorted(
+                j["id"]
+                for j in slurm_jobs(prefix)
+                if j["state"] == "RUNNING" and case.disturb in j["comment"]
+            )
+            if pids and now == ids and set(states.values()) == {"RUNNING"} and at_work(workdir, scratch):
+                return running, states, pids
+            thaw(pids)
+        time.sleep(0.1)
+
+
+def wait_for_head(head, prefix: str) -> None:
+    """Wait for the head to end; past HEAD_TIMEOUT it is killed and its jobs cancelled, never left submitting."""
+    try:
+        head.wait(timeout=HEAD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        kill_head(head)
+        cancel_leftovers(prefix, hard=True)
+        raise AssertionError(f"snakemake did not end within {HEAD_TIMEOUT} s: killed") from None
 
 
 def reference_run(case: Case, root: Path) -> Outcome:
@@ -381,16 +510,17 @@ def reference_run(case: Case, root: Path) -> Outcome:
 
 
 def requeued_run(case: Case, root: Path) -> Outcome:
-    """Scenario 1: one running job is requeued, as SLURM does when it preempts a job."""
+    """Scenario 1: the running jobs at work are requeued, as SLURM does when it preempts them."""
     prefix = f"{JOB_PREFIX}-{case.workflow}-requeue"
     workdir = root / "work"
     head = start_head(workdir, case.config, [case.target], extra=slurm_extra(case, prefix, root / "scratch"))
-    job = wait_for_running_job(head, case.disturb, prefix=prefix)
-    wait_until_at_work(case, workdir, root / "scratch")
-    requeue(job["id"])
-    head.wait(timeout=HEAD_TIMEOUT)
-    show = subprocess.run(["scontrol", "show", "job", job["id"]], capture_output=True, text=True).stdout
-    return Outcome(head.returncode, (workdir / "head.log").read_text(), workdir, {"job": job, "show": show})
+    jobs, states, pids = freeze_at_work(case, head, prefix, workdir, root / "scratch")
+    requeue([job["id"] for job in jobs], frozen=pids)
+    thaw(pids)  # what SLURM did not kill (a process it does not track) goes on as it would have
+    wait_for_head(head, prefix)
+    after = {job["id"]: (job_state(job["id"]), job_restarts(job["id"])) for job in jobs}
+    seen = {"jobs": jobs, "states_when_disturbed": states, "after": after}
+    return Outcome(head.returncode, (workdir / "head.log").read_text(), workdir, seen)
 
 
 def killed_run(case: Case, root: Path) -> Outcome:
@@ -399,8 +529,7 @@ def killed_run(case: Case, root: Path) -> Outcome:
     workdir, scratch = root / "work", root / "scratch"
     extra = slurm_extra(case, prefix, scratch)
     head = start_head(workdir, case.config, [case.target], extra=extra)
-    job = wait_for_running_job(head, case.disturb, prefix=prefix)
-    wait_until_at_work(case, workdir, scratch)
+    jobs, states, _ = freeze_at_work(case, head, prefix, workdir, scratch)
     kill_head(head)
     # What the README tells a user: cancel what the dead head left queued or running, by name;
     # its running jobs die by SIGKILL first, as on a node failure: none gets to clean up.
@@ -419,7 +548,8 @@ def killed_run(case: Case, root: Path) -> Outcome:
         check=False,
     )
     seen = {
-        "job": job,
+        "jobs": jobs,
+        "states_when_disturbed": states,
         "cancelled": cancelled,
         "still_active": still_active,
         "left_on_scratch": left_on_scratch,
@@ -437,8 +567,9 @@ def runs(slurm_cluster, tmp_path_factory):
     cases = {wf: BUILDERS[wf](root / wf / "inputs") for wf in WORKFLOWS if wf in chosen}
     scenarios = {"reference": reference_run, "requeue": requeued_run, "kill": killed_run}
     # Each DaliLite call takes 2 s, as real ones take seconds: a kill then finds a protein at work.
-    os.environ["FAKE_DALI_DELAY"] = "2"
-    with ThreadPoolExecutor(max_workers=len(cases) * len(scenarios) + 1) as pool:
+    # (Set for this fixture only: no other module's runs see it.)
+    with pytest.MonkeyPatch.context() as env, ThreadPoolExecutor(len(cases) * len(scenarios) + 1) as pool:
+        env.setenv("FAKE_DALI_DELAY", "2")
         futures = {
             (wf, name): pool.submit(run, case, root / wf / name)
             for wf, case in cases.items()
@@ -446,11 +577,14 @@ def runs(slurm_cluster, tmp_path_factory):
         }
         if "rnaseq" in cases:
             futures[("rnaseq", "walltime")] = pool.submit(walltime_run, root / "walltime")
-        wait(futures.values())
-    del os.environ["FAKE_DALI_DELAY"]
-    for case in cases.values():
-        if case.server is not None:
-            case.server.stop()
+        try:
+            wait(futures.values())
+        finally:  # a pytest-timeout here: end every head, so that the threads end too
+            for case in cases.values():
+                if case.server is not None:
+                    case.server.stop()
+            if not all(future.done() for future in futures.values()):
+                kill_live_snakemake()
     yield cases, futures
 
 
@@ -474,14 +608,20 @@ def check_against_reference(runs, workflow: str, scenario: str) -> Outcome:
 @pytest.mark.parametrize("workflow", WORKFLOWS)
 def test_a_preempted_job_is_requeued_and_the_results_match(runs, workflow):
     result = check_against_reference(runs, workflow, "requeue")
-    job = result.seen["job"]
-    assert "Restarts=1" in result.seen["show"], f"job {job['id']} was not requeued:\n{result.seen['show']}"
+    # Each requeued job was RUNNING (and at work) when requeued, ran once more, and ended.
+    assert set(result.seen["states_when_disturbed"].values()) == {"RUNNING"}, result.seen
+    for job_id, (state, restarts) in result.seen["after"].items():
+        assert restarts == 1, f"job {job_id} was not requeued: {result.seen}"
+        assert state in ENDED, f"job {job_id} did not run again to its end: {result.seen}"
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS)
 def test_a_killed_head_process_resumes_with_rerun_incomplete(runs, workflow):
     result = check_against_reference(runs, workflow, "kill")
-    assert result.seen["cancelled"], "the head was killed after its jobs ended: nothing was interrupted"
+    # The jobs at work were RUNNING when the head died, and still active when they were cancelled.
+    assert set(result.seen["states_when_disturbed"].values()) == {"RUNNING"}, result.seen
+    disturbed = {job["id"] for job in result.seen["jobs"]}
+    assert disturbed <= set(result.seen["cancelled"]), result.seen
     assert result.seen["still_active"] == []
 
 
@@ -504,9 +644,63 @@ def test_stale_scratch_is_cleaned_and_the_template_cache_holds_no_partial_file(r
     assert re.search(r"batch \d{3}: 3 proteins, \d done before \(skipped\)", logs), logs
 
 
+class HoldingServer(http.server.ThreadingHTTPServer):
+    """Serves one file; the first transfer never finishes, whatever the machine's speed.
+
+    The first request (from byte 0) gets half of the file, then one byte every 2 s for as long as
+    the client reads (no stall, no end): only SLURM's walltime ends that attempt. Once that client
+    is gone, every request (a resumed one, with Range) gets what it asks for at full speed.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, data: bytes):
+        super().__init__(("127.0.0.1", 0), HoldingHandler)
+        self.data = data
+        self.requests: list[int] = []  # the first byte each request asked for
+        self.first_attempt_sent = 0
+        self.first_attempt_dropped = threading.Event()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/SRR50.fastq.gz"
+
+
+class HoldingHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        data, server = self.server.data, self.server
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+        start = int(match[1]) if match else 0
+        server.requests.append(start)
+        if start == 0 and not server.first_attempt_dropped.is_set():
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            sent = len(data) // 2
+            try:
+                self.wfile.write(data[:sent])
+                while sent < len(data) - 1:  # never the last byte
+                    self.wfile.flush()
+                    time.sleep(2)
+                    self.wfile.write(data[sent : sent + 1])
+                    sent += 1
+            except OSError:  # the client is gone: its job was ended
+                server.first_attempt_sent = sent
+                server.first_attempt_dropped.set()
+            return
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(data) - start))
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+
 def walltime_run(tmp_path: Path) -> Outcome:
-    """Scenario 3: a download slower than its 1-minute walltime."""
-    from rnaseq.http_fixture import FixtureServer
+    """Scenario 3: a download that cannot finish within its 1-minute walltime."""
     from rnaseq.simulate import make_transcriptome, random_abundances, simulate_reads, write_fasta
 
     serve = tmp_path / "serve"
@@ -519,16 +713,13 @@ def walltime_run(tmp_path: Path) -> Outcome:
     )
     fastq = serve / "ena" / f"{run}.fastq.gz"
     size = fastq.stat().st_size
-    (tmp_path / "samples.tsv").write_text(
-        "run\tsample\tlayout\tfastq_ftp\tfastq_md5\tfastq_bytes\tfragment_length\tfragment_sd\n"
-        f"{run}\ts1\tsingle\t{{url}}\t{hashlib.md5(fastq.read_bytes()).hexdigest()}\t{size}\t250\t25\n"
-    )
     config = rnaseq_config(tmp_path, {"attempt_timeout_s": 600, "stall_timeout_s": 30, "retries": 1})
-    # 100 s for the whole file: over attempt 1's minute (SLURM ends a job within ~30 s of its
-    # limit), well inside attempt 2's two minutes even without the resume.
-    with FixtureServer(serve, rate=size / 100) as server:
-        sheet = tmp_path / "samples.tsv"
-        sheet.write_text(sheet.read_text().replace("{url}", server.url(f"ena/{run}.fastq.gz")))
+    server = HoldingServer(fastq.read_bytes())
+    try:
+        (tmp_path / "samples.tsv").write_text(
+            "run\tsample\tlayout\tfastq_ftp\tfastq_md5\tfastq_bytes\tfragment_length\tfragment_sd\n"
+            f"{run}\ts1\tsingle\t{server.url()}\t{hashlib.md5(fastq.read_bytes()).hexdigest()}\t{size}\t250\t25\n"
+        )
         proc = run_workflow(
             tmp_path / "work",
             config,
@@ -543,7 +734,10 @@ def walltime_run(tmp_path: Path) -> Outcome:
             ],
             check=False,
         )
-    return Outcome(proc.returncode, proc.stdout, tmp_path / "work", {"run": run})
+    finally:
+        server.shutdown()
+    seen = {"run": run, "requests": server.requests, "first_attempt_sent": server.first_attempt_sent}
+    return Outcome(proc.returncode, proc.stdout, tmp_path / "work", seen)
 
 
 def test_a_job_over_its_walltime_gets_more_time_on_the_next_attempt(runs):
@@ -552,6 +746,9 @@ def test_a_job_over_its_walltime_gets_more_time_on_the_next_attempt(runs):
     proc = outcome(runs, "rnaseq", "walltime")
     run = proc.seen["run"]
     assert proc.returncode == 0, proc.output[-4000:]
+    # Attempt 1 was cut by its end (it had more than half of the file), attempt 2 asked for the rest.
+    requests, sent = proc.seen["requests"], proc.seen["first_attempt_sent"]
+    assert len(requests) == 2 and requests[0] == 0 and 0 < requests[1] <= sent, proc.seen
     timeouts = [line for line in proc.output.splitlines() if "TIMEOUT" in line]
     assert timeouts, "attempt 1 was not ended by its walltime:\n" + proc.output[-4000:]
     job_ids = re.findall(r"SLURM jobid (\d+)", proc.output)
