@@ -21,3 +21,9 @@ for name in ["af3", "rnaseq", "trendy", "llc", "dali"]:
 report = Path("results/report.html")
 print(f"report  {report} (open in a browser)" if report.exists() else "report  missing", file=sys.stdout)
 print("logs    logs/<workflow>/   benchmarks: benchmarks/<workflow>/")
+# Long jobs log "k of N done, rate, ETA" at most once a minute (scripts/batches.py Progress): watch
+# them with `tail -f` while a big run is going (on SLURM the same lines are in logs/slurm/ too).
+print(
+    "progress (tail -f while a run goes): logs/af3/organize/chunk-*.log, logs/dali/batch-*.log, "
+    "logs/rnaseq/download/<run>.log, logs/af3/rclone/rclone-copy.log"
+)

@@ -167,3 +167,22 @@ def test_progress_lines_are_rate_limited_and_the_last_one_always_comes(caplog):
     assert [line.split(":")[1].split(" of")[0].strip() for line in lines] == ["20", "40", "60", "80", "100"]
     assert lines[0] == "batch 007: 20 of 100 done, 2.00/s, ETA 40 s"
     assert lines[-1] == "batch 007: 100 of 100 done, 2.00/s, done"
+
+
+def test_byte_progress_reads_in_megabytes(caplog):
+    """A long download's progress: bytes as MB, the rate in MB/s, the time left."""
+    now = [0.0]
+    progress = batches.Progress(
+        400_000_000, "SRR1_1.fastq.gz", min_interval_s=30, clock=lambda: now[0], unit="bytes"
+    )
+    with caplog.at_level(logging.INFO, logger="hpcpipe"):
+        for _ in range(40):
+            now[0] += 1.0
+            progress.advance(2_000_000)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["SRR1_1.fastq.gz: 60.0 of 400.0 MB done, 2.00 MB/s, ETA 170 s"]
+    # resumed at byte 60 MB: the rate counts this attempt's bytes only (2 MB/s, not 8 MB/s)
+    resumed = batches.Progress(100_000_000, "x", clock=lambda: now[0], unit="bytes", done=60_000_000)
+    now[0] += 10
+    resumed.advance(20_000_000)
+    assert resumed.line() == "x: 80.0 of 100.0 MB done, 2.00 MB/s, ETA 10 s"

@@ -20,6 +20,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from batches import Progress
+
 log = logging.getLogger("hpcpipe")
 CHUNK = 1 << 20
 
@@ -186,6 +188,11 @@ def _http_get(
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
         received = 0
+        # a line per minute in the job's log for a long transfer: bytes done, rate, time left
+        total = size if size is not None else (offset + expected if expected is not None else 0)
+        progress = Progress(
+            total, part.name.removesuffix(".part"), min_interval_s=60, unit="bytes", done=offset
+        )
         with open(part, mode) as out:
             while True:
                 if time.monotonic() > deadline:
@@ -205,6 +212,8 @@ def _http_get(
                 check.update(block)
                 received += len(block)
                 _stop_early(part, offset + received, size, check)
+                if total:
+                    progress.advance(len(block))
         if expected is not None and received < expected:
             raise FetchError(f"connection closed after {offset + received} of {offset + expected} bytes")
     return offset
