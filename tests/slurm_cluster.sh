@@ -29,7 +29,7 @@ trap 'rm -f "$desired"' EXIT
 is_up() { sinfo -h -o '%T' 2>/dev/null | grep -Eq '^(idle|mixed|allocated|completing)$'; }
 
 # The settings the tests rely on, as `scontrol show config` reports them from the running controller.
-CHECKED_KEYS="ClusterName JobRequeue MinJobAge SelectTypeParameters AccountingStorageType AccountingStoreFlags JobAcctGatherType"
+CHECKED_KEYS="ClusterName JobRequeue MinJobAge SelectTypeParameters AccountingStorageType AccountingStoreFlags JobAcctGatherType JobAcctGatherFrequency"
 
 running_matches() {
     # The running controller has the settings of the config file written by write_conf, and the
@@ -117,7 +117,9 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=5
+# Sample every second: a job step of a few seconds (a small af3 chunk) still gets its MaxRSS
+# into the accounting, and so into the efficiency report (at 5 s it often got none).
+JobAcctGatherFrequency=1
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=$host
 AccountingStoreFlags=job_comment

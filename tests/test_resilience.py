@@ -21,12 +21,14 @@ the comparison by each workflow's ``fingerprint``, and the reason is written the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -44,6 +46,7 @@ from slurm_tools import (
     JOB_PREFIX,
     cancel_leftovers,
     freeze,
+    job_processes,
     job_restarts,
     job_state,
     kill_head,
@@ -118,6 +121,11 @@ def results_digest(workdir: Path, workflow: str, differs: dict[str, str]) -> dic
             rows = [line.split("\t") for line in path.read_text().splitlines()]
             keep = [i for i, name in enumerate(rows[0] if rows else []) if not volatile(name)]
             text = "\n".join("\t".join(row[i] for i in keep if i < len(row)) for row in rows)
+        elif path.suffix == ".parquet":
+            import pandas as pd
+
+            table = pd.read_parquet(path)
+            text = table[[c for c in table.columns if not volatile(c)]].to_csv(index=False)
         else:
             continue
         digests[rel] = hashlib.sha256(text.encode()).hexdigest()
@@ -127,6 +135,9 @@ def results_digest(workdir: Path, workflow: str, differs: dict[str, str]) -> dic
 # What differs between two runs of the same batch, and why (everything else is compared).
 RNASEQ_DIFFERS = {
     "field:(_start|_end|_s)$": "download/quant wall-clock times and durations (download/*.json, *_metrics.json)",
+    "field:^fastq_deleted$": "when the FASTQs were deleted after quantification (*_metrics.json, runs_qc.tsv)",
+    "file:qc/runs_qc.png": "the QC plot draws the download and quantification durations",
+    "file:qc/multiqc_report.html": "MultiQC stamps its report with its creation time; its numbers are kallisto's, compared in run_info.json",
     "field:^start_time$": "kallisto's run_info.json: when kallisto ran",
     "field:call$": "kallisto's command line (run_info.json, *_metrics.json): its -t follows the profile's threads",
 }
@@ -135,7 +146,7 @@ TRENDY_DIFFERS = {
     "field:seconds$": "conversion and ILAMB-check durations (status.json, conversions.tsv)",
 }
 LLC_DIFFERS = {
-    "field:(wall_time_s|_per_s)$": "sampler and training timings (analysis.json, meta.json)",
+    "field:(wall_time_s|_per_s)$": "sampler and training timings (analysis.json, meta.json, llc_runs.parquet)",
 }
 
 
@@ -715,6 +726,24 @@ def walltime_run(tmp_path: Path) -> Outcome:
     size = fastq.stat().st_size
     config = rnaseq_config(tmp_path, {"attempt_timeout_s": 600, "stall_timeout_s": 30, "retries": 1})
     server = HoldingServer(fastq.read_bytes())
+    prefix = f"{JOB_PREFIX}-rnaseq-walltime"
+    stop, reaped = threading.Event(), []
+
+    def reap_ended_attempts():
+        # When SLURM ends a job at its limit, a production node (proctrack/cgroup) kills every
+        # process of it; this test node's proctrack/linuxproc can lose the download script, which
+        # then keeps the transfer and the run's disk slot open, and attempt 2 waits on it. Do
+        # what the node would: kill whatever is left of each ended job (found by SLURM_JOB_ID).
+        while not stop.wait(1):
+            for job in slurm_jobs(prefix):
+                if job["state"] in ENDED:
+                    for pid in job_processes([job["id"]]):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                            reaped.append((job["id"], pid))
+
+    reaper = threading.Thread(target=reap_ended_attempts, daemon=True)
+    reaper.start()
     try:
         (tmp_path / "samples.tsv").write_text(
             "run\tsample\tlayout\tfastq_ftp\tfastq_md5\tfastq_bytes\tfragment_length\tfragment_sd\n"
@@ -728,15 +757,22 @@ def walltime_run(tmp_path: Path) -> Outcome:
             extra=[
                 *SLURM_QUICK,
                 "--slurm-jobname-prefix",
-                f"{JOB_PREFIX}-rnaseq-walltime",
+                prefix,
                 "--set-resources",
                 "rnaseq_download:runtime=attempt*1",
             ],
             check=False,
         )
     finally:
+        stop.set()
+        reaper.join()
         server.shutdown()
-    seen = {"run": run, "requests": server.requests, "first_attempt_sent": server.first_attempt_sent}
+    seen = {
+        "run": run,
+        "requests": server.requests,
+        "first_attempt_sent": server.first_attempt_sent,
+        "reaped": reaped,
+    }
     return Outcome(proc.returncode, proc.stdout, tmp_path / "work", seen)
 
 

@@ -71,18 +71,27 @@ def acquire(run: str, slots: Path, fastq_root: Path, limit: int, poll: float = 0
     FASTQ folder with ``reads.json`` carry the slot on, or frees it).
     """
     slots.mkdir(parents=True, exist_ok=True)
-    waited = False
+    waited = set()
     while True:
         with _locked(slots / ".lock"):
             held = held_slots(slots, fastq_root)
             if run in held or len(held) < limit:
                 token = slots / run
                 fd = os.open(token, os.O_RDWR | os.O_CREAT, 0o644)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                return fd, datetime.now(UTC).isoformat(timespec="milliseconds")
-        if not waited:
-            log.info("%s: %d runs' FASTQs on disk (limit %d): waiting for one to go", run, len(held), limit)
-            waited = True
+                try:
+                    # never block while holding .lock: that would stop every other download too
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return fd, datetime.now(UTC).isoformat(timespec="milliseconds")
+                except BlockingIOError:
+                    os.close(fd)
+                    reason = "an earlier attempt of this run is still alive and holds its slot"
+            else:
+                reason = f"{len(held)} runs' FASTQs on disk (limit {limit})"
+        if reason not in waited:
+            # logged once per reason: a kill that left the earlier attempt's process running
+            # (a node without cgroup process tracking) shows here, not as a silent hang
+            log.info("%s: %s: waiting", run, reason)
+            waited.add(reason)
         time.sleep(poll)  # a slot frees when another job deletes its FASTQs: poll that state
 
 
