@@ -100,6 +100,18 @@ def write_table(df, path: str | os.PathLike) -> None:
             df.to_csv(tmp, sep="\t", index=False)
 
 
+def fail_naming(problems: Sequence[str], headline: str) -> None:
+    """End a workflow's final check: log each problem and stop the job naming them all.
+
+    Used by the ``*_check`` rules, which fail the run after the aggregates cover every item that
+    succeeded; ``headline`` says how many failed and what the next run does about them.
+    """
+    for line in problems:
+        log.error(line)
+    if problems:
+        raise SystemExit(f"{headline}:\n  " + "\n  ".join(problems))
+
+
 # --------------------------------------------------------------------------- checksums
 
 

@@ -8,13 +8,10 @@ the failed proteins are redone (the others' markers still match). A protein mark
 file has gone is redone the same way.
 """
 
-import logging
 from pathlib import Path
 
 from batches import read_manifest
-from common import atomic_open, setup_logging
-
-log = logging.getLogger("hpcpipe")
+from common import atomic_open, fail_naming, setup_logging
 
 
 def check(table_path: Path, results_dir: Path, out_path: Path) -> list[str]:
@@ -44,10 +41,8 @@ if "snakemake" in globals():
     setup_logging(snakemake.log[0])
     table = Path(snakemake.input.table)
     problems = check(table, table.parent, Path(snakemake.output[0]))
-    for line in problems:
-        log.error(line)
-    if problems:
-        raise SystemExit(
-            f"{len(problems)} dali protein(s) failed; their batches will run again on the next run, "
-            "which redoes only these proteins:\n  " + "\n  ".join(problems)
-        )
+    fail_naming(
+        problems,
+        f"{len(problems)} dali protein(s) failed; their batches will run again on the next run, "
+        "which redoes only these proteins",
+    )

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from common import atomic_open, setup_logging
+from common import atomic_open, fail_naming, setup_logging
 
 log = logging.getLogger("hpcpipe")
 
@@ -53,10 +53,8 @@ if "snakemake" in globals():
         Path(snakemake.output[0]),
         Path(snakemake.params.status),
     )
-    for _line in _problems:
-        log.error(_line)
-    if _problems:
-        raise SystemExit(
-            f"{len(_problems)} llc run(s) failed; the table lists them, their files are removed, "
-            "so the next run redoes them:\n  " + "\n  ".join(_problems)
-        )
+    fail_naming(
+        _problems,
+        f"{len(_problems)} llc run(s) failed; the table lists them, their files are removed, "
+        "so the next run redoes them",
+    )

@@ -12,14 +12,11 @@ the user to read, and the next run sees them older than their inputs, rebuilds t
 way redoes the failed runs whose records are gone.
 """
 
-import logging
 import os
 from pathlib import Path
 
 import pandas as pd
-from common import atomic_open, setup_logging
-
-log = logging.getLogger("hpcpipe")
+from common import atomic_open, fail_naming, setup_logging
 
 
 def check(qc_path: Path, results: Path, out_path: Path, aggregates: list[Path] = ()) -> list[str]:
@@ -52,10 +49,8 @@ if "snakemake" in globals():
         Path(p) for p in [snakemake.input.qc, *snakemake.input.matrices, *snakemake.params.aggregates]
     ]
     problems = check(qc, qc.parent.parent, Path(snakemake.output[0]), aggregates)
-    for line in problems:
-        log.error(line)
-    if problems:
-        raise SystemExit(
-            f"{len(problems)} rnaseq run(s) failed; the matrices cover the others, and the next "
-            "run redoes only these:\n  " + "\n  ".join(problems)
-        )
+    fail_naming(
+        problems,
+        f"{len(problems)} rnaseq run(s) failed; the matrices cover the others, and the next "
+        "run redoes only these",
+    )
