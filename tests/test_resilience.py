@@ -661,6 +661,7 @@ class HoldingServer(http.server.ThreadingHTTPServer):
     The first request (from byte 0) gets half of the file, then one byte every 2 s for as long as
     the client reads (no stall, no end): only SLURM's walltime ends that attempt. Once that client
     is gone, every request (a resumed one, with Range) gets what it asks for at full speed.
+    ``holding`` is set once the first half is sent: the transfer is under way.
     """
 
     daemon_threads = True
@@ -671,6 +672,7 @@ class HoldingServer(http.server.ThreadingHTTPServer):
         self.requests: list[int] = []  # the first byte each request asked for
         self.first_attempt_sent = 0
         self.first_attempt_dropped = threading.Event()
+        self.holding = threading.Event()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def url(self) -> str:
@@ -693,6 +695,8 @@ class HoldingHandler(http.server.BaseHTTPRequestHandler):
             sent = len(data) // 2
             try:
                 self.wfile.write(data[:sent])
+                self.wfile.flush()
+                server.holding.set()
                 while sent < len(data) - 1:  # never the last byte
                     self.wfile.flush()
                     time.sleep(2)
@@ -711,7 +715,14 @@ class HoldingHandler(http.server.BaseHTTPRequestHandler):
 
 
 def walltime_run(tmp_path: Path) -> Outcome:
-    """Scenario 3: a download that cannot finish within its 1-minute walltime."""
+    """Scenario 3: a download that cannot finish within its walltime.
+
+    Each attempt asks for ``attempt * 10`` minutes. Once attempt 1's transfer is observably under
+    way (the server sent the first half), the test cuts that job's limit to 1 minute with
+    ``scontrol update``, as an administrator can: SLURM then ends it with TIMEOUT. A fixed 1-minute
+    request would instead race the job's start-up on a loaded machine (attempt 1 could time out
+    before its first byte, and attempt 2 would be the one held).
+    """
     from rnaseq.simulate import make_transcriptome, random_abundances, simulate_reads, write_fasta
 
     serve = tmp_path / "serve"
@@ -727,14 +738,30 @@ def walltime_run(tmp_path: Path) -> Outcome:
     config = rnaseq_config(tmp_path, {"attempt_timeout_s": 600, "stall_timeout_s": 30, "retries": 1})
     server = HoldingServer(fastq.read_bytes())
     prefix = f"{JOB_PREFIX}-rnaseq-walltime"
-    stop, reaped = threading.Event(), []
+    stop, reaped, cut = threading.Event(), [], {}
 
-    def reap_ended_attempts():
+    def cut_the_limit_of_the_held_transfer():
+        running = [
+            job
+            for job in slurm_jobs(prefix)
+            if job["state"] == "RUNNING" and "rnaseq_download" in job["comment"]
+        ]
+        if len(running) != 1:
+            return
+        job_id = running[0]["id"]
+        show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+        requested = re.search(r"TimeLimit=(\S+)", show)[1]
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=1"], check=True)
+        cut.update(job=job_id, requested=requested)
+
+    def disturb():
         # When SLURM ends a job at its limit, a production node (proctrack/cgroup) kills every
         # process of it; this test node's proctrack/linuxproc can lose the download script, which
         # then keeps the transfer and the run's disk slot open, and attempt 2 waits on it. Do
         # what the node would: kill whatever is left of each ended job (found by SLURM_JOB_ID).
         while not stop.wait(1):
+            if server.holding.is_set() and not cut:
+                cut_the_limit_of_the_held_transfer()
             for job in slurm_jobs(prefix):
                 if job["state"] in ENDED:
                     for pid in job_processes([job["id"]]):
@@ -742,7 +769,7 @@ def walltime_run(tmp_path: Path) -> Outcome:
                             os.kill(pid, signal.SIGKILL)
                             reaped.append((job["id"], pid))
 
-    reaper = threading.Thread(target=reap_ended_attempts, daemon=True)
+    reaper = threading.Thread(target=disturb, daemon=True)
     reaper.start()
     try:
         (tmp_path / "samples.tsv").write_text(
@@ -759,7 +786,7 @@ def walltime_run(tmp_path: Path) -> Outcome:
                 "--slurm-jobname-prefix",
                 prefix,
                 "--set-resources",
-                "rnaseq_download:runtime=attempt*1",
+                "rnaseq_download:runtime=attempt*10",
             ],
             check=False,
         )
@@ -772,13 +799,14 @@ def walltime_run(tmp_path: Path) -> Outcome:
         "requests": server.requests,
         "first_attempt_sent": server.first_attempt_sent,
         "reaped": reaped,
+        "cut": cut,
     }
     return Outcome(proc.returncode, proc.stdout, tmp_path / "work", seen)
 
 
 def test_a_job_over_its_walltime_gets_more_time_on_the_next_attempt(runs):
-    """SLURM ends attempt 1 at its 1-minute limit; attempt 2 gets 2 minutes and resumes the
-    transfer where attempt 1 stopped."""
+    """SLURM ends attempt 1 at its limit (cut to 1 minute mid-transfer); attempt 2 asks for twice
+    attempt 1's request and resumes the transfer where attempt 1 stopped."""
     proc = outcome(runs, "rnaseq", "walltime")
     run = proc.seen["run"]
     assert proc.returncode == 0, proc.output[-4000:]
@@ -793,7 +821,10 @@ def test_a_job_over_its_walltime_gets_more_time_on_the_next_attempt(runs):
         show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
         if "rnaseq_download" in show:
             limits[job_id] = (re.search(r"TimeLimit=(\S+)", show)[1], re.search(r"JobState=(\S+)", show)[1])
-    assert sorted(limits.values()) == [("00:01:00", "TIMEOUT"), ("00:02:00", "COMPLETED")], limits
+    cut = proc.seen["cut"]
+    assert cut and cut["requested"] == "00:10:00", proc.seen
+    assert limits.get(cut["job"]) == ("00:01:00", "TIMEOUT"), limits
+    assert sorted(limits.values()) == [("00:01:00", "TIMEOUT"), ("00:20:00", "COMPLETED")], limits
     log = (proc.workdir / "logs/rnaseq/download" / f"{run}.log").read_text()
     assert "resumed at byte" in log, log
     abundance = proc.workdir / f"results/rnaseq/quant/{run}/{run}_abundance.tsv"
