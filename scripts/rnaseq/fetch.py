@@ -195,8 +195,6 @@ def _http_get(
         )
         with open(part, mode) as out:
             while True:
-                if time.monotonic() > deadline:
-                    raise FetchError(f"attempt deadline passed after {received + offset} bytes")
                 try:
                     # read1: whatever has arrived, so a stall loses no received bytes
                     block = response.read1(CHUNK)
@@ -214,6 +212,9 @@ def _http_get(
                 _stop_early(part, offset + received, size, check)
                 if total:
                     progress.advance(len(block))
+                # checked after the write (what arrived is kept) and only while bytes are missing
+                if time.monotonic() > deadline and (expected is None or received < expected):
+                    raise FetchError(f"attempt deadline passed after {received + offset} bytes")
         if expected is not None and received < expected:
             raise FetchError(f"connection closed after {offset + received} of {offset + expected} bytes")
     return offset
