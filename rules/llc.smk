@@ -35,14 +35,14 @@ def llc_sweep():
 
 
 def llc_calibrated_runs():
-    """Runs whose step size a finished calibration chose (read from its calibration.json)."""
+    """Runs whose step size (nβ, γ) a finished calibration chose (read from its calibration.json)."""
     runs = {}
     for cal_id, cal in llc_sweep()[2].items():
         path = Path(LLC_CAL_DIR.format(calibration_id=cal_id)) / "calibration.json"
         if not path.exists():
             continue
         chosen = json.loads(path.read_text())["chosen"]
-        sampler = calibrated_sampler(cal["sampler"], chosen["step_size"])
+        sampler = calibrated_sampler(cal["sampler"], chosen)
         run_id = run_id_of(cal["target_id"], sampler)
         runs[run_id] = {**cal, "sampler": sampler, "calibration_id": cal_id}
     return runs

@@ -1,12 +1,17 @@
-"""Opt-in calibration of SGLD's step size (checkpoint ``llc_calibrate``), as devinterp users do
-by hand: short pilot chains at each step size of ``calibrate.step_sizes``, then the largest
-step whose diagnostics pass. A pilot passes when its loss stays finite, its MALA acceptance
-reaches ``min_acceptance`` (devinterp's guidance: about 0.9), its R-hat is below ``max_r_hat``,
-and it has no loss excursion and no disagreeing chain. When no step passes, the smallest is
-used and the choice says so (the gallery shows it).
+"""Opt-in calibration of SGLD (checkpoint ``llc_calibrate``), as devinterp users do by hand: short
+pilot chains over a grid of step sizes (``calibrate.step_sizes``), and where asked of nβ
+(``calibrate.nbetas``) and γ (``calibrate.gammas``), then the largest step whose diagnostics
+pass. A pilot passes when its loss stays finite, its MALA acceptance reaches ``min_acceptance``
+(devinterp's guidance: about 0.9), its R-hat is below ``max_r_hat``, and it has no loss excursion
+and no disagreeing chain. When no pilot passes, the smallest step is used and the choice says so
+(the gallery shows it).
 
-The chosen step goes into the run's resolved config (``llc.sweep.calibrated_sampler``), so the
-run id follows it; the evidence (every pilot's numbers and a figure) is kept beside it.
+nβ and γ move only when they must: the run's own (nβ, γ) are kept if any of their steps passes;
+otherwise the smallest γ for which one passes (γ's pull towards w* biases the estimate down), then
+the nβ nearest the run's. The step is then the largest that passes there.
+
+The choice goes into the run's resolved config (``llc.sweep.calibrated_sampler``), so the run id
+follows it; the evidence (every pilot's numbers and a figure) is kept beside it.
 """
 
 if "snakemake" in globals():
@@ -32,8 +37,22 @@ from llc.sweep import default_eval_every
 FAILING_FLAGS = ("loss_excursion", "chain_disagreement")
 
 
+def grid(sampler: dict, n: int) -> list[tuple[float, float, float]]:
+    """Every (step size, nβ, γ) to try; nβ and γ are the run's own unless a grid asks for more."""
+    settings = sampler["calibrate"]
+    nbetas = settings.get("nbetas") or [resolved_nbeta(sampler, n)[0]]
+    gammas = settings.get("gammas") or [sampler["gamma"]]
+    return [
+        (float(step), float(nbeta), float(gamma))
+        for nbeta in sorted(nbetas)
+        for gamma in sorted(gammas)
+        for step in sorted(settings["step_sizes"])
+    ]
+
+
 def pilot_runner(sampler: dict, x, y, params, apply):
-    """``step_size -> pilot record``: short SGLD chains, compiled once for the whole grid."""
+    """``(step_size, nbeta, gamma) -> pilot record``: short SGLD chains, compiled once for the
+    whole grid."""
     settings = sampler["calibrate"]
     n = x.shape[0]
     nbeta, _ = resolved_nbeta(sampler, n)
@@ -51,9 +70,15 @@ def pilot_runner(sampler: dict, x, y, params, apply):
     built = sgld_sampler(loss_fn, w_star, (x, y), nbeta=nbeta, gamma=sampler["gamma"], **shape)
     burnin = settings["burnin"] // eval_every
 
-    def pilot(step_size: float) -> dict:
-        traces = sgld_traces(built, jax.random.key(sampler["seed"]), step_size, n, **shape)
-        record = {"step_size": step_size, "finite": bool(np.all(np.isfinite(traces["loss"])))}
+    def pilot(step_size: float, nbeta: float = nbeta, gamma: float = sampler["gamma"]) -> dict:
+        key = jax.random.key(sampler["seed"])
+        traces = sgld_traces(built, key, step_size, n, **shape, nbeta=nbeta, gamma=gamma)
+        record = {
+            "step_size": step_size,
+            "nbeta": nbeta,
+            "gamma": gamma,
+            "finite": bool(np.all(np.isfinite(traces["loss"]))),
+        }
         if not record["finite"]:
             return {**record, "passed": False, "reasons": ["the loss became non-finite"]}
         stats = llc_statistics(traces["loss"], l0, nbeta, burnin)
@@ -74,12 +99,28 @@ def pilot_runner(sampler: dict, x, y, params, apply):
     return pilot
 
 
-def choose(pilots: list[dict]) -> dict:
-    """The largest passing step size, else the smallest tried (``passed`` says which)."""
-    passing = [p["step_size"] for p in pilots if p["passed"]]
+def choose(pilots: list[dict], nbeta: float | None = None, gamma: float | None = None) -> dict:
+    """The pilot to run with: the (nβ, γ) nearest the run's own for which some step passes, and
+    there the largest passing step; when none passes, the smallest step at the run's own values
+    (``passed`` says which). Returns its step size, nβ and γ.
+
+    nβ and γ change what the chains sample (γ's pull towards w* biases the estimate down), the
+    step size only how fast: so the run's own (nβ, γ) come first, then the smallest γ, then the
+    nβ nearest the run's; only the step is pushed as far as the diagnostics allow.
+    """
+
+    def closeness(p):
+        p_nbeta, p_gamma = p.get("nbeta", nbeta), p.get("gamma", gamma)
+        nbeta_gap = abs(math.log(p_nbeta / nbeta)) if p_nbeta and nbeta else 0.0
+        return (p_nbeta != nbeta or p_gamma != gamma, p_gamma or 0.0, nbeta_gap)
+
+    passing = [p for p in pilots if p["passed"]]
     if passing:
-        return {"step_size": max(passing), "passed": True}
-    return {"step_size": min(p["step_size"] for p in pilots), "passed": False}
+        best = min(passing, key=lambda p: (*closeness(p), -p["step_size"]))
+    else:
+        best = min(pilots, key=lambda p: (*closeness(p), p["step_size"]))
+    chosen = {key: best[key] for key in ("step_size", "nbeta", "gamma") if key in best}
+    return {**chosen, "passed": bool(passing)}
 
 
 def calibrate(calibration_id: str, run: dict, paths: dict, out_json, out_png, log) -> dict:
@@ -92,7 +133,7 @@ def calibrate(calibration_id: str, run: dict, paths: dict, out_json, out_png, lo
         steps = sampler["calibrate"]["step_sizes"]
         pilots = [
             {"step_size": s, "passed": False, "reasons": [f"target not built: {meta['error']}"]}
-            for s in steps
+            for s in sorted(steps)
         ]
         chosen = choose(pilots)
         result = {
@@ -107,12 +148,14 @@ def calibrate(calibration_id: str, run: dict, paths: dict, out_json, out_png, lo
     x, y, params, apply = load_target(paths["data"], paths["params"], meta, dtype)
     pilot = pilot_runner(sampler, x, y, params, apply)
     pilots = []
-    for step in sorted(sampler["calibrate"]["step_sizes"]):
-        record = pilot(step)
+    for step, nbeta, gamma in grid(sampler, x.shape[0]):
+        record = pilot(step, nbeta, gamma)
         log.info(
-            "calibration %s: step %.3g %s (MALA %.3f, llc %.4g, R-hat %.3f) %s",
+            "calibration %s: step %.3g, nβ %.4g, γ %.3g %s (MALA %.3f, llc %.4g, R-hat %.3f) %s",
             calibration_id,
             step,
+            nbeta,
+            gamma,
             "passed" if record["passed"] else "failed",
             record.get("mala_acceptance", math.nan),
             record.get("llc_mean", math.nan),
@@ -120,7 +163,7 @@ def calibrate(calibration_id: str, run: dict, paths: dict, out_json, out_png, lo
             "; ".join(record["reasons"]),
         )
         pilots.append(record)
-    chosen = choose(pilots)
+    chosen = choose(pilots, resolved_nbeta(sampler, x.shape[0])[0], float(sampler["gamma"]))
     result = {
         "calibration_id": calibration_id,
         "target_id": run["target_id"],
@@ -131,8 +174,9 @@ def calibrate(calibration_id: str, run: dict, paths: dict, out_json, out_png, lo
         pilots,
         chosen,
         out_png,
-        f"calibration {calibration_id} (target {run['target_id']}): step {chosen['step_size']:.3g}"
-        + ("" if chosen["passed"] else " (no step passed)"),
+        f"calibration {calibration_id} (target {run['target_id']}): step {chosen['step_size']:.3g}, "
+        f"nβ {chosen['nbeta']:.4g}, γ {chosen['gamma']:.3g}"
+        + ("" if chosen["passed"] else " (no pilot passed)"),
     )
     write_json(out_json, result)
     return result

@@ -60,22 +60,35 @@ def plot_target_traces(table: pd.DataFrame, trace_paths: list[str], out_png) -> 
 
 
 def plot_calibration(pilots: list[dict], chosen: dict, out_png, title: str) -> None:
-    """Calibration evidence: MALA acceptance and pilot LLC against the step size, pass/fail marked."""
-    steps = [p["step_size"] for p in pilots]
+    """Calibration evidence: MALA acceptance and pilot LLC against the step size, one line per
+    (nβ, γ) tried, pass/fail marked, the chosen pilot starred."""
+    series: dict[tuple, list[dict]] = {}
+    for p in pilots:
+        series.setdefault((p.get("nbeta"), p.get("gamma")), []).append(p)
     fig, (ax_acc, ax_llc) = plt.subplots(1, 2, figsize=(10, 3.4))
     for ax, key, label in [(ax_acc, "mala_acceptance", "MALA acceptance"), (ax_llc, "llc_mean", "pilot LLC")]:
-        values = [p.get(key, np.nan) for p in pilots]
-        ax.plot(steps, values, "-", color="0.6")
-        for p, v in zip(pilots, values, strict=True):
-            ax.plot(p["step_size"], v, "o" if p["passed"] else "x", color="g" if p["passed"] else "r")
-        ax.axvline(chosen["step_size"], color="b", ls=":", label=f"chosen {chosen['step_size']:.3g}")
+        for (nbeta, gamma), group in series.items():
+            values = [p.get(key, np.nan) for p in group]
+            name = "" if nbeta is None else f"nβ {nbeta:.4g}, γ {gamma:.3g}"
+            (line,) = ax.plot(
+                [p["step_size"] for p in group], values, "-", label=name if len(series) > 1 else None
+            )
+            for p, v in zip(group, values, strict=True):
+                ax.plot(p["step_size"], v, "o" if p["passed"] else "x", color="g" if p["passed"] else "r")
+                if (p["step_size"], nbeta, gamma) == (
+                    chosen["step_size"],
+                    chosen.get("nbeta"),
+                    chosen.get("gamma"),
+                ):
+                    ax.plot(p["step_size"], v, "*", ms=14, mfc="none", color="b")
+        ax.axvline(chosen["step_size"], color="b", ls=":", label=f"chosen ε {chosen['step_size']:.3g}")
         ax.set_xscale("log")
         ax.set_xlabel("step size ε")
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)
     ax_acc.plot([], [], "go", label="passed")
     ax_acc.plot([], [], "rx", label="failed")
     ax_acc.legend(fontsize=7)
+    ax_llc.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(out_png, suffix=".png") as tmp:
@@ -166,9 +179,15 @@ def write_gallery(table: pd.DataFrame, figures: dict, out_html) -> None:
         record = json.loads(Path(record_path).read_text())
         chosen = record["chosen"]
         parts.append(f"<h2>Calibration {html.escape(record['calibration_id'])}</h2>")
+        searched = "".join(
+            f", {label} {chosen[key]:.4g}"
+            for key, label in (("nbeta", "nβ"), ("gamma", "γ"))
+            if key in chosen
+        )
         parts.append(
-            f"<p>target {html.escape(record['target_id'])}: chosen step size {chosen['step_size']:.3g} "
-            f"({'largest passing' if chosen['passed'] else 'NO step passed: smallest tried'})</p>"
+            f"<p>target {html.escape(record['target_id'])}: chosen step size {chosen['step_size']:.3g}"
+            f"{searched} ({'largest passing step' if chosen['passed'] else 'NO pilot passed: smallest step tried'};"
+            f" {len(record['pilots'])} pilots)</p>"
         )
         parts.append(f"<img src='{html.escape(os.path.relpath(png, base))}'>")
     with atomic_open(out_html) as handle:

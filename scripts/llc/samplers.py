@@ -35,20 +35,21 @@ def sgld_sampler(loss_fn, w_star, data, *, nbeta, gamma, chains, draws, batch_si
     replacement) the full-batch loss is evaluated every ``eval_every`` steps, together with the
     MALA acceptance probability the step taken from that point would have had under the
     full-batch potential: the diagnostics then describe the posterior, not the batch noise.
-    The step size is an argument, not a constant: one compile serves a calibration grid, and
+    The step size, nβ and γ are arguments, not constants: one compile serves a calibration grid
+    (``sample(key, step_size, nbeta=..., gamma=...)``; the built values are the defaults), and
     the benchmark times calls, not compiles.
     """
     x, y = data
     n = x.shape[0]
     value_and_grad = jax.value_and_grad(loss_fn)
 
-    def potential(w, loss):
-        return nbeta * loss + 0.5 * gamma * jnp.sum((w - w_star) ** 2)
+    def chain(key, step_size, nbeta, gamma):
+        def potential(w, loss):
+            return nbeta * loss + 0.5 * gamma * jnp.sum((w - w_star) ** 2)
 
-    def drift(w, grad):
-        return nbeta * grad + gamma * (w - w_star)
+        def drift(w, grad):
+            return nbeta * grad + gamma * (w - w_star)
 
-    def chain(key, step_size):
         def log_q(to, frm, frm_drift):
             return -jnp.sum((to - frm + 0.5 * step_size * frm_drift) ** 2) / (2 * step_size)
 
@@ -93,10 +94,15 @@ def sgld_sampler(loss_fn, w_star, data, *, nbeta, gamma, chains, draws, batch_si
             _, out = jax.lax.scan(evaluated_block, w_star, jax.random.split(key, draws // eval_every))
         return out
 
-    def sample(key, step_size):
-        return jax.vmap(chain, in_axes=(0, None))(jax.random.split(key, chains), step_size)
+    @jax.jit
+    def compiled(key, step_size, nbeta, gamma):
+        keys = jax.random.split(key, chains)
+        return jax.vmap(chain, in_axes=(0, None, None, None))(keys, step_size, nbeta, gamma)
 
-    return jax.jit(sample)
+    def sample(key, step_size, nbeta=nbeta, gamma=gamma):
+        return compiled(key, step_size, float(nbeta), float(gamma))
+
+    return sample
 
 
 def run_sgld(
@@ -122,9 +128,10 @@ def run_sgld(
     return sgld_traces(sampler, key, step_size, data[0].shape[0], chains, draws, batch_size, eval_every)
 
 
-def sgld_traces(sampler, key, step_size, n, chains, draws, batch_size, eval_every) -> dict:
-    """Call a built SGLD sampler; return numpy traces and the work done."""
-    losses, accept = sampler(key, step_size)
+def sgld_traces(sampler, key, step_size, n, chains, draws, batch_size, eval_every, **nbeta_gamma) -> dict:
+    """Call a built SGLD sampler (``nbeta``, ``gamma`` override the built ones); return numpy
+    traces and the work done."""
+    losses, accept = sampler(key, step_size, **nbeta_gamma)
     losses.block_until_ready()
     if batch_size is None:
         grad_evals, fge = chains * (draws + 1), chains * (draws + 1)

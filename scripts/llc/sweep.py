@@ -185,14 +185,22 @@ def resolve_sampler(entry: dict, index: int) -> tuple[str, dict]:
             raise SweepError(f"{where}: calibrate needs a list of step_sizes")
         if cfg["calibrate"]["burnin"] >= cfg["calibrate"]["draws"]:
             raise SweepError(f"{where}: calibrate.burnin must be smaller than calibrate.draws")
+        for grid in ("nbetas", "gammas"):
+            if grid in cfg["calibrate"] and not cfg["calibrate"][grid]:
+                raise SweepError(f"{where}: calibrate.{grid} is empty (leave it out to keep the run's value)")
         cfg.pop("step_size")
     return entry.get("name") or kind, canonical(cfg)
 
 
-def calibrated_sampler(sampler: dict, step_size: float) -> dict:
-    """The run config of a calibrated sampler: its ``calibrate`` block replaced by the chosen step."""
+def calibrated_sampler(sampler: dict, chosen: dict) -> dict:
+    """The run config of a calibrated sampler: its ``calibrate`` block replaced by the chosen step,
+    and by the chosen nβ and γ where the calibration searched a grid of them."""
+    settings = sampler["calibrate"]
     resolved = {k: v for k, v in sampler.items() if k != "calibrate"}
-    resolved["step_size"] = step_size
+    resolved["step_size"] = chosen["step_size"]
+    for key, grid in (("nbeta", "nbetas"), ("gamma", "gammas")):
+        if settings.get(grid) and key in chosen:
+            resolved[key] = chosen[key]
     return canonical(resolved)
 
 

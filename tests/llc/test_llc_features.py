@@ -20,6 +20,7 @@ from llc.sweep import calibrated_sampler, expand_sweep, run_id_of
 CORES = ["--cores", "2"]
 OTHERS_OFF = {name: {"enabled": False} for name in ["af3", "rnaseq", "trendy", "dali"]}
 GRID = [1e-4, 1e-3, 1e-2, 0.5]
+GAMMAS = [1.0, 100.0]  # γ searched too; the run's own (1.0) is kept wherever a step passes
 
 
 def sweep(renamed: bool = False) -> dict:
@@ -42,7 +43,7 @@ def sweep(renamed: bool = False) -> dict:
             "draws": 400,
             "burnin": 100,
             "chains": 2,
-            "calibrate": {"step_sizes": GRID, "draws": 200, "burnin": 50},
+            "calibrate": {"step_sizes": GRID, "gammas": GAMMAS, "draws": 200, "burnin": 50},
         },
     ]
     if renamed:
@@ -145,14 +146,19 @@ def test_calibration_picks_a_step_and_the_run_follows(two_runs):
     assert len(calibrations) == 2
     for cal_id, cal in calibrations.items():
         record = json.loads((workdir / f"results/llc/calibration/{cal_id}/calibration.json").read_text())
-        chosen = record["chosen"]["step_size"]
-        assert chosen in GRID and [p["step_size"] for p in record["pilots"]] == sorted(GRID)
-        assert not next(p for p in record["pilots"] if p["step_size"] == 0.5)["passed"]
-        passing = [p["step_size"] for p in record["pilots"] if p["passed"]]
-        assert chosen == max(passing)
+        pilots, chosen = record["pilots"], record["chosen"]
+        tried = sorted((p["step_size"], p["gamma"]) for p in pilots)
+        assert tried == sorted((step, gamma) for step in GRID for gamma in GAMMAS)
+        assert len({p["nbeta"] for p in pilots}) == 1  # nβ not searched: the run's default only
+        assert not any(p["passed"] for p in pilots if p["step_size"] == 0.5)
+        passing = [p for p in pilots if p["passed"]]
+        # γ moves from the run's own 1.0 only when no step passes with it; the step is the largest
+        assert chosen["passed"] and chosen["gamma"] == min(p["gamma"] for p in passing), chosen
+        assert chosen["step_size"] == max(p["step_size"] for p in passing if p["gamma"] == chosen["gamma"])
         run_id = run_id_of(cal["target_id"], calibrated_sampler(cal["sampler"], chosen))
         row = table.set_index("run_id").loc[run_id]
-        assert row["sampler.step_size"] == chosen and row["calibration_id"] == cal_id
+        assert row["sampler.step_size"] == chosen["step_size"] and row["calibration_id"] == cal_id
+        assert row["sampler.gamma"] == chosen["gamma"]
         png = workdir / f"results/llc/calibration/{cal_id}/calibration.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
     index = (workdir / "results/llc/gallery/index.html").read_text()

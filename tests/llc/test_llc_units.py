@@ -317,6 +317,42 @@ def test_calibration_picks_the_largest_passing_step():
     assert choose([{**p, "passed": False} for p in pilots]) == {"step_size": 1e-4, "passed": False}
 
 
+def test_calibration_moves_nbeta_and_gamma_only_when_the_runs_own_fail():
+    from llc.calibrate import choose
+    from llc.sweep import calibrated_sampler, resolve_sampler
+
+    def pilot(step, nbeta, gamma, passed=True):
+        return {"step_size": step, "nbeta": nbeta, "gamma": gamma, "passed": passed}
+
+    own = {"nbeta": 10.0, "gamma": 1.0}
+    pilots = [
+        pilot(1e-3, 10.0, 1.0),
+        pilot(1e-2, 10.0, 1.0, passed=False),
+        pilot(1e-2, 10.0, 100.0),  # a larger step passes only with a stronger pull
+        pilot(1e-2, 50.0, 10.0),
+    ]
+    # the run's own nβ and γ pass at some step: kept, with their largest passing step
+    assert choose(pilots, **own) == {"step_size": 1e-3, **own, "passed": True}
+    # they never pass: the smallest γ that passes, then the nβ nearest the run's, then the largest step
+    pilots[0]["passed"] = False
+    pilots += [pilot(1e-3, 10.0, 10.0), pilot(1e-4, 11.0, 10.0)]
+    assert choose(pilots, **own) == {"step_size": 1e-3, "nbeta": 10.0, "gamma": 10.0, "passed": True}
+    # nothing passes: the smallest step at the run's own values, marked as failed
+    failed = [{**p, "passed": False} for p in pilots]
+    assert choose(failed, **own) == {"step_size": 1e-3, **own, "passed": False}
+
+    # the run follows the chosen values only where a grid searched them (so ids stay put otherwise)
+    _, searched = resolve_sampler({"kind": "sgld", "calibrate": {"step_sizes": [1e-3], "gammas": [1, 10]}}, 0)
+    _, plain = resolve_sampler({"kind": "sgld", "calibrate": {"step_sizes": [1e-3]}}, 0)
+    chosen = {"step_size": 1e-3, "nbeta": 12.5, "gamma": 10.0, "passed": True}
+    assert calibrated_sampler(searched, chosen)["gamma"] == 10.0
+    assert calibrated_sampler(searched, chosen)["nbeta"] is None  # nβ was not searched: its default
+    assert (
+        calibrated_sampler(plain, chosen)["gamma"] == 1.0
+        and calibrated_sampler(plain, chosen)["step_size"] == 1e-3
+    )
+
+
 def test_custom_dataset_and_given_parameters(tmp_path):
     import logging
     import shutil
