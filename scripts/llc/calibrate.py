@@ -37,11 +37,11 @@ from llc.sweep import default_eval_every
 FAILING_FLAGS = ("loss_excursion", "chain_disagreement")
 
 
-def grid(sampler: dict, n: int) -> list[tuple[float, float, float]]:
-    """Every (step size, nβ, γ) to try; nβ and γ are the run's own unless a grid asks for more."""
-    settings = sampler["calibrate"]
-    nbetas = settings.get("nbetas") or [resolved_nbeta(sampler, n)[0]]
-    gammas = settings.get("gammas") or [sampler["gamma"]]
+def grid(settings: dict, nbeta: float, gamma: float) -> list[tuple[float, float, float]]:
+    """Every (step size, nβ, γ) to try; nβ and γ are the run's own (``nbeta``, ``gamma``) unless
+    the calibration ``settings`` ask for a grid of them."""
+    nbetas = settings.get("nbetas") or [nbeta]
+    gammas = settings.get("gammas") or [gamma]
     return [
         (float(step), float(nbeta), float(gamma))
         for nbeta in sorted(nbetas)
@@ -70,7 +70,7 @@ def pilot_runner(sampler: dict, x, y, params, apply):
     built = sgld_sampler(loss_fn, w_star, (x, y), nbeta=nbeta, gamma=sampler["gamma"], **shape)
     burnin = settings["burnin"] // eval_every
 
-    def pilot(step_size: float, nbeta: float = nbeta, gamma: float = sampler["gamma"]) -> dict:
+    def pilot(step_size: float, nbeta: float, gamma: float) -> dict:
         key = jax.random.key(sampler["seed"])
         traces = sgld_traces(built, key, step_size, n, **shape, nbeta=nbeta, gamma=gamma)
         record = {
@@ -147,8 +147,9 @@ def calibrate(calibration_id: str, run: dict, paths: dict, out_json, out_png, lo
         return result
     x, y, params, apply = load_target(paths["data"], paths["params"], meta, dtype)
     pilot = pilot_runner(sampler, x, y, params, apply)
+    own = {"nbeta": resolved_nbeta(sampler, x.shape[0])[0], "gamma": float(sampler["gamma"])}
     pilots = []
-    for step, nbeta, gamma in grid(sampler, x.shape[0]):
+    for step, nbeta, gamma in grid(sampler["calibrate"], **own):
         record = pilot(step, nbeta, gamma)
         log.info(
             "calibration %s: step %.3g, nβ %.4g, γ %.3g %s (MALA %.3f, llc %.4g, R-hat %.3f) %s",
@@ -163,7 +164,7 @@ def calibrate(calibration_id: str, run: dict, paths: dict, out_json, out_png, lo
             "; ".join(record["reasons"]),
         )
         pilots.append(record)
-    chosen = choose(pilots, resolved_nbeta(sampler, x.shape[0])[0], float(sampler["gamma"]))
+    chosen = choose(pilots, **own)
     result = {
         "calibration_id": calibration_id,
         "target_id": run["target_id"],

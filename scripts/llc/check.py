@@ -10,13 +10,10 @@ small status file is removed too: the table (parquet, TSV, SUMMARY) stays for th
 read, and the next run redoes the aggregate, hence first the failed runs.
 """
 
-import logging
 from pathlib import Path
 
 import pandas as pd
 from common import atomic_open, fail_naming, setup_logging
-
-log = logging.getLogger("hpcpipe")
 
 
 def check_runs(

@@ -70,9 +70,7 @@ def plot_calibration(pilots: list[dict], chosen: dict, out_png, title: str) -> N
         for (nbeta, gamma), group in series.items():
             values = [p.get(key, np.nan) for p in group]
             name = "" if nbeta is None else f"nβ {nbeta:.4g}, γ {gamma:.3g}"
-            (line,) = ax.plot(
-                [p["step_size"] for p in group], values, "-", label=name if len(series) > 1 else None
-            )
+            ax.plot([p["step_size"] for p in group], values, "-", label=name if len(series) > 1 else None)
             for p, v in zip(group, values, strict=True):
                 ax.plot(p["step_size"], v, "o" if p["passed"] else "x", color="g" if p["passed"] else "r")
                 if (p["step_size"], nbeta, gamma) == (
