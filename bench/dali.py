@@ -14,7 +14,8 @@ TM-align, with the same number of workers:
       (:func:`batches.run_items` over :func:`dali.iterative.run_protein`), all on local disk.
 
 It prints wall per protein for each, and the ratios a/b, a/c, a/d (median over the rounds, each
-ratio taken within its round); then file operations per protein on the shared tree for a and c,
+ratio taken within its round; each round starts with the next layout, so that none always runs
+right after the same one); then file operations per protein on the shared tree for a and c,
 counted with ``strace -f`` in separate runs (strace slows a run down, so it never runs in a timed one).
 
     .venv/bin/python bench/dali.py --proteins 64 --rounds 3
@@ -214,6 +215,15 @@ def seed_layout(tree: Path, names: list[str], workers: int, strace_to: Path | No
     return time.monotonic() - start
 
 
+def run_layout(k: str, tree: Path, scratch: Path, names: list[str], workers: int) -> float:
+    """Wall seconds of layout ``k`` (a, b, c or d; see the module's docstring) in ``tree``."""
+    if k in "ab":
+        return run_workflow(tree, scratch, workers)
+    if k == "c":
+        return seed_layout(tree, names, workers)
+    return run_loop(tree, names, scratch, workers)
+
+
 def count_ops(trace: Path, prefixes: dict[str, str], start_cwd: str) -> Counter:
     """File syscalls naming a path, by the first matching prefix.
 
@@ -263,10 +273,9 @@ def bench(n: int, rounds: int, workers: int, keep: bool) -> None:
             names = []
             for tree in trees.values():
                 names = make_inputs(tree, examples, n)
-            walls["a"].append(run_workflow(trees["a"], root / f"scratch-r{r}a", workers))
-            walls["b"].append(run_workflow(trees["b"], root / f"scratch-r{r}b", workers))
-            walls["c"].append(seed_layout(trees["c"], names, workers))
-            walls["d"].append(run_loop(trees["d"], names, root / f"scratch-r{r}d", workers))
+            # each round starts with another layout: no layout always runs right after the same one
+            for k in "abcd"[r % 4 :] + "abcd"[: r % 4]:
+                walls[k].append(run_layout(k, trees[k], root / f"scratch-r{r}{k}", names, workers))
             print(
                 f"round {r + 1}: " + ", ".join(f"{k} {walls[k][-1] / n:.3f} s/protein" for k in "abcd"),
                 flush=True,

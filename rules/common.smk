@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 WORKFLOWS = ["af3", "rnaseq", "trendy", "llc", "dali"]
 SCRIPTS = Path(workflow.basedir) / "scripts"
@@ -19,15 +18,17 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in [str(SCRIPTS), os.environ.get("PYTHONPATH", "")] if p
 )
 
-from common import config_errors  # noqa: E402
+from common import config_errors, end_pending_timers  # noqa: E402
 
 
 def validate_config_section(data, schema_file, where):
-    """Stop before any job starts, naming the key at fault; then let Snakemake fill defaults."""
-    errors = config_errors(data, schema_file, where=where)
+    """Stop before any job starts, naming the key at fault; fill in the schema's defaults.
+
+    One pass of our own, not a second one through snakemake.utils.validate: every job parses this.
+    """
+    errors = config_errors(data, schema_file, where=where, fill_defaults=True)
     if errors:
         raise WorkflowError("invalid configuration:\n  " + "\n  ".join(errors))
-    validate(data, str(schema_file), set_default=True)
 
 
 # `--config llc_promote=true` reaches us as the string "true" (Snakemake reads Python's
@@ -77,6 +78,15 @@ def enabled_targets(wildcards):
             if name in WORKFLOW_VERSIONS:
                 targets.append(f"results/{name}/versions.yml")
     return targets
+
+
+# A finished run exits at once, not after Snakemake's last rate-limit timer (common.end_pending_timers).
+onsuccess:
+    end_pending_timers()
+
+
+onerror:
+    end_pending_timers()
 
 
 rule versions:

@@ -9,6 +9,8 @@ Nothing here knows about any one workflow.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import hashlib
 import json
 import logging
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -42,6 +45,19 @@ def setup_logging(logfile: str | os.PathLike | None = None, level: int = logging
         force=True,
     )
     return log
+
+
+def end_pending_timers() -> None:
+    """Cancel every ``threading.Timer`` still waiting in this process (called when a run is over).
+
+    Snakemake 9's scheduler arms a 1 s Timer (its job-rate limit) after each scheduling round and
+    leaves the last one waiting; it is not a daemon thread, so Python waits for it before the process
+    exits: up to a second at the end of every run, of every ``shadow:`` job's own Snakemake process,
+    and of every SLURM job. ``rules/common.smk`` calls this from ``onsuccess`` and ``onerror``.
+    """
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -176,21 +192,47 @@ def run_command(
 # --------------------------------------------------------------------------- config validation
 
 
+# libyaml's loader where PyYAML has it: the schemas are read at parse time, which every job repeats
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(path: str | os.PathLike):
     with open(path) as handle:
-        return yaml.safe_load(handle)
+        return yaml.load(handle, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
 
 
-def config_errors(data, schema: dict | str | os.PathLike, where: str = "config") -> list[str]:
-    """Return one readable line per schema violation: the key at fault and what was expected.
-
-    Example: ``config key 'af3.workers': 'many' is not of type 'integer'``.
-    """
+@functools.cache
+def _validator_class(fill_defaults: bool):
+    """Draft 2020-12, optionally also setting each missing property to its schema ``default`` as it
+    validates (the recipe of jsonschema's FAQ, which Snakemake's ``validate(set_default=True)`` uses)."""
     import jsonschema
 
+    base = jsonschema.Draft202012Validator
+    if not fill_defaults:
+        return base
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": properties_with_defaults})
+
+
+def config_errors(
+    data, schema: dict | str | os.PathLike, where: str = "config", fill_defaults: bool = False
+) -> list[str]:
+    """Return one readable line per schema violation: the key at fault and what was expected.
+
+    Example: ``config key 'af3.workers': 'many' is not of type 'integer'``. With ``fill_defaults``,
+    ``data`` also gets the schema's default of every property it lacks, in the same pass.
+    """
     if not isinstance(schema, dict):
         schema = load_yaml(schema)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validator_class(fill_defaults)(schema)
     lines = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = [str(p) for p in error.absolute_path]

@@ -311,3 +311,45 @@ def test_a_slurm_run_with_each_status_command_and_the_efficiency_report(
         assert "af3_" in row["RuleName"], row
         assert 0 <= float(row["CPU Efficiency (%)"]) and float(row["MaxRSS_MB"]) > 0, row
         assert float(row["RequestedMem_MB"]) > 0 and float(row["Memory Usage (%)"]) > 0, row
+
+
+def test_a_finished_run_does_not_wait_for_a_pending_timer():
+    """Snakemake leaves a 1 s rate-limit Timer waiting after its last scheduling round; the workflow's
+    onsuccess/onerror handlers cancel such timers, so that the process exits when the run is over."""
+    import threading
+
+    from common import end_pending_timers
+
+    fired = threading.Event()
+    timer = threading.Timer(3600, fired.set)
+    timer.start()
+    end_pending_timers()
+    timer.join(timeout=60)  # returns at once once cancelled; a live timer would still be waiting here
+    assert not timer.is_alive() and not fired.is_set()
+
+
+def test_validation_fills_each_missing_key_with_its_schema_default_in_the_same_pass():
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {
+            "workers": {"type": "integer", "default": 4},
+            "limits": {
+                "type": "object",
+                "default": {},
+                "properties": {"mem_mb": {"type": "integer", "default": 1000}, "tags": {"default": []}},
+            },
+        },
+    }
+    first, second = {"workers": 2}, {}
+    assert config_errors(first, schema, fill_defaults=True) == []
+    assert config_errors(second, schema, fill_defaults=True) == []
+    assert first == {"workers": 2, "limits": {"mem_mb": 1000, "tags": []}}  # a nested default too
+    second["limits"]["tags"].append("x")  # each config gets its own copy of a default
+    assert schema["properties"]["limits"]["properties"]["tags"]["default"] == []
+    bad = {"workers": "many"}
+    assert config_errors(bad, schema, where="af3", fill_defaults=True) == [
+        "af3 key 'workers': 'many' is not of type 'integer'"
+    ]
+    untouched = {}
+    assert config_errors(untouched, schema) == [] and untouched == {}  # without the flag: validation only
