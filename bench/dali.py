@@ -31,6 +31,7 @@ Needs ``envs/debian-bench-packages.txt`` (sshfs, openssh-server) and /dev/fuse.
 
 import argparse
 import contextlib
+import datetime
 import os
 import re
 import resource
@@ -163,12 +164,24 @@ def run_workflow(tree: Path, scratch: Path | None, workers: int, strace_to: Path
     if scratch:
         cmd += ["--shadow-prefix", str(scratch)]
     if strace_to:
-        cmd = ["strace", "-f", "-qq", "-e", "trace=%file,%desc", "-o", str(strace_to), *cmd]
+        cmd = ["strace", "-f", "-qq", "-e", "trace=%file,%desc,%process", "-o", str(strace_to), *cmd]
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         sys.exit(f"failed in {work}: {' '.join(cmd)}\n{proc.stdout[-4000:]}")
     return time.monotonic() - start
+
+
+def pool_seconds(tree: Path) -> float:
+    """Seconds the batch job's pool ran in a workflow run in ``tree``: from the batch log's line that
+    starts the proteins to the one that counts them (logs/dali/batch-000.log; one batch in this bench)."""
+    stamps = []
+    for line in (tree / "work" / "logs" / "dali" / "batch-000.log").read_text().splitlines():
+        if re.search(r"INFO batch 000: \d+ proteins,|INFO batch 000: \d+ ok,", line):
+            stamps.append(datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp())
+    if len(stamps) != 2:
+        sys.exit(f"{tree}: the batch log does not say when its pool started and ended")
+    return stamps[1] - stamps[0]
 
 
 def run_loop(tree: Path, names: list[str], scratch: Path, workers: int, results: Path | None = None) -> float:
@@ -209,7 +222,7 @@ def seed_layout(tree: Path, names: list[str], workers: int, strace_to: Path | No
     """(c): the loop with its temporary I/O in the shared tree, in a process of its own (for strace)."""
     cmd = [sys.executable, __file__, "--seed-layout", str(tree), str(workers)]
     if strace_to:
-        cmd = ["strace", "-f", "-qq", "-e", "trace=%file,%desc", "-o", str(strace_to), *cmd]
+        cmd = ["strace", "-f", "-qq", "-e", "trace=%file,%desc,%process", "-o", str(strace_to), *cmd]
     start = time.monotonic()
     subprocess.run(cmd, check=True)
     return time.monotonic() - start
@@ -224,32 +237,56 @@ def run_layout(k: str, tree: Path, scratch: Path, names: list[str], workers: int
     return run_loop(tree, names, scratch, workers)
 
 
+AT_DIRFD_RE = re.compile(r"^\w+\((\d+), \"")  # a *at() call relative to a descriptor, not AT_FDCWD
+
+
 def count_ops(trace: Path, prefixes: dict[str, str], start_cwd: str) -> Counter:
     """File syscalls naming a path, by the first matching prefix.
 
-    Relative paths are resolved against the process's working directory, followed through chdir and
-    inherited through fork/clone.
+    Relative paths are resolved as the kernel does: against the working directory (followed through
+    chdir, and shared by the tasks that a clone with ``CLONE_FS`` made, such as a process's threads)
+    or, for a ``*at()`` call given a descriptor (``shutil.rmtree``), against the path that
+    descriptor was opened with.
     """
     counts: Counter = Counter()
-    cwd_of: dict[str, str] = {}
+    cwd_of: dict[str, list[str]] = {}  # task -> [working directory], one list shared under CLONE_FS
+    fds_of: dict[str, dict[int, str]] = {}  # task -> {descriptor: path}, shared under CLONE_FILES
+    clone_args: dict[str, str] = {}  # a clone cut by strace's <unfinished ...>: its arguments
     for line in trace.read_text(errors="replace").splitlines():
         pid, _, call = line.partition(" ")
-        cwd = cwd_of.get(pid, start_cwd)
+        cwd = cwd_of.setdefault(pid, [start_cwd])
+        fds = fds_of.setdefault(pid, {})
         call = call.lstrip()
         name = call.split()[1] if call.startswith("<...") else call.split("(", 1)[0]
-        if name in ("clone", "clone3", "fork", "vfork") and "=" in call:
-            child = call.rsplit("=", 1)[1].strip().split(" ")[0]
+        if name in ("clone", "clone3", "fork", "vfork"):
+            if call.endswith("<unfinished ...>"):
+                clone_args[pid] = call
+                continue
+            child = call.rsplit("=", 1)[1].strip().split(" ")[0] if "=" in call else ""
             if child.isdigit():
-                cwd_of[child] = cwd
+                flags = clone_args.pop(pid, "") + call
+                cwd_of[child] = cwd if "CLONE_FS" in flags else [cwd[0]]
+                fds_of[child] = fds if "CLONE_FILES" in flags else dict(fds)
+            continue
+        if name == "close" and call.startswith("close("):
+            fd = re.match(r"close\((\d+)", call)
+            if fd:
+                fds.pop(int(fd.group(1)), None)
             continue
         match = PATH_RE.search(call)
         if not match or name in NOT_A_PATH:
             continue
         path = match.group(1)
         if not path.startswith("/"):
-            path = os.path.normpath(os.path.join(cwd, path))
+            at_fd = AT_DIRFD_RE.match(call)
+            base = fds.get(int(at_fd.group(1)), cwd[0]) if at_fd else cwd[0]
+            path = os.path.normpath(os.path.join(base, path))
         if name == "chdir" and call.rstrip().endswith("= 0"):
-            cwd_of[pid] = path
+            cwd[0] = path
+        if name == "openat" and "=" in call:
+            result = call.rsplit("=", 1)[1].strip().split(" ")[0]
+            if result.isdigit():
+                fds[int(result)] = path
         for label, prefix in prefixes.items():
             if path.startswith(prefix):
                 counts[label] += 1
@@ -267,6 +304,7 @@ def bench(n: int, rounds: int, workers: int, keep: bool) -> None:
     )
     with sshfs_mount(root / "ssh", root / "export", root / "mnt") as mnt:
         walls: dict[str, list[float]] = {k: [] for k in "abcd"}
+        pools: dict[str, list[float]] = {k: [] for k in "ab"}  # the batch job's pool, inside a and b
         for r in range(rounds):
             # fresh trees each round: nothing cached from an earlier round, in any layout
             trees = {k: (mnt if k in "ac" else root / "local") / f"r{r}{k}" for k in "abcd"}
@@ -276,6 +314,8 @@ def bench(n: int, rounds: int, workers: int, keep: bool) -> None:
             # each round starts with another layout: no layout always runs right after the same one
             for k in "abcd"[r % 4 :] + "abcd"[: r % 4]:
                 walls[k].append(run_layout(k, trees[k], root / f"scratch-r{r}{k}", names, workers))
+                if k in "ab":
+                    pools[k].append(pool_seconds(trees[k]))
             print(
                 f"round {r + 1}: " + ", ".join(f"{k} {walls[k][-1] / n:.3f} s/protein" for k in "abcd"),
                 flush=True,
@@ -299,6 +339,15 @@ def bench(n: int, rounds: int, workers: int, keep: bool) -> None:
         for pair, value in ratios.items():
             goal = {"a/b": " (goal <= 1.15)", "a/d": " (goal <= 1.15 at >= 64 proteins)"}.get(pair, "")
             print(f"  {pair} = {value:.2f}{goal}")
+        print("\nwhere a and b spend their time beyond d's loop (seconds per run, median of rounds)")
+        print(f"  (d) the loop: {statistics.median(walls['d']):.1f} s")
+        for k in "ab":
+            pool = statistics.median(pools[k])
+            rest = statistics.median(w - p for w, p in zip(walls[k], pools[k], strict=True))
+            print(
+                f"  ({k}) the batch job's pool: {pool:.1f} s; before and after it (Snakemake's start-ups "
+                f"and the plan, batch set-up, summary and check jobs): {rest:.1f} s"
+            )
 
         print("\nfile operations per protein on the shared tree (strace -f, separate runs)")
         for k in "ac":

@@ -63,6 +63,23 @@ def end_pending_timers() -> None:
 # --------------------------------------------------------------------------- atomic writes
 
 
+def _temporary_beside(path: Path, suffix: str = "") -> tuple[int, str]:
+    """``mkstemp`` in ``path``'s directory, which is made only when it is missing: on a shared
+    filesystem each operation is a round trip, and most writes go to a directory that exists."""
+    try:
+        return tempfile.mkstemp(prefix=f".tmp-{path.name}.", suffix=suffix, dir=path.parent)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".tmp-{path.name}.", suffix=suffix, dir=path.parent)
+
+
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file (mkstemp's is 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -71,17 +88,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     The temporary file is in the same directory, so the final ``os.replace`` is atomic.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = _temporary_beside(path, suffix)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        # mkstemp creates mode 0600; give the result the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        if tmp_path.is_file():
-            os.chmod(tmp_path, 0o666 & ~umask)
+        if tmp_path.is_file():  # the block may have made a directory there instead
+            os.chmod(tmp_path, _file_mode())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -94,9 +107,22 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """``open()`` for writing that renames into place on success (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
-        yield handle
+    """``open()`` for writing that renames into place on success (see :func:`atomic_path`).
+
+    Written through the temporary file's own descriptor: two operations on the directory (create,
+    rename), where per-item markers and results on a shared filesystem are written by the thousand.
+    """
+    path = Path(path)
+    fd, tmp = _temporary_beside(path)
+    try:
+        with open(fd, mode, **kwargs) as handle:
+            yield handle
+            os.fchmod(handle.fileno(), _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def write_json(path: str | os.PathLike, data, indent: int | None = 2) -> None:
