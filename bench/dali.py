@@ -121,6 +121,12 @@ def sshfs_mount(private: Path, export: Path, mount: Path):
 # --------------------------------------------------------------------------- inputs and runs
 
 
+def strace_prefix(trace: Path) -> list[str]:
+    """strace of a command and all its tasks: file and descriptor calls, and the clones and chdirs
+    that :func:`count_ops` follows to resolve relative paths."""
+    return ["strace", "-f", "-qq", "-e", "trace=%file,%desc,%process", "-o", str(trace)]
+
+
 def make_inputs(tree: Path, examples: Path, n: int) -> list[str]:
     """n proteins (copies of the example queries under new names) and the templates, under ``tree``."""
     inputs = tree / "inputs"
@@ -164,7 +170,7 @@ def run_workflow(tree: Path, scratch: Path | None, workers: int, strace_to: Path
     if scratch:
         cmd += ["--shadow-prefix", str(scratch)]
     if strace_to:
-        cmd = ["strace", "-f", "-qq", "-e", "trace=%file,%desc,%process", "-o", str(strace_to), *cmd]
+        cmd = [*strace_prefix(strace_to), *cmd]
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
@@ -222,7 +228,7 @@ def seed_layout(tree: Path, names: list[str], workers: int, strace_to: Path | No
     """(c): the loop with its temporary I/O in the shared tree, in a process of its own (for strace)."""
     cmd = [sys.executable, __file__, "--seed-layout", str(tree), str(workers)]
     if strace_to:
-        cmd = ["strace", "-f", "-qq", "-e", "trace=%file,%desc,%process", "-o", str(strace_to), *cmd]
+        cmd = [*strace_prefix(strace_to), *cmd]
     start = time.monotonic()
     subprocess.run(cmd, check=True)
     return time.monotonic() - start
@@ -235,6 +241,11 @@ def run_layout(k: str, tree: Path, scratch: Path, names: list[str], workers: int
     if k == "c":
         return seed_layout(tree, names, workers)
     return run_loop(tree, names, scratch, workers)
+
+
+def returned(call: str) -> str:
+    """What a traced call returned (``"1234"`` of ``clone(...) = 1234``), or ``""`` if not shown."""
+    return call.rsplit("=", 1)[1].strip().split(" ")[0] if "=" in call else ""
 
 
 AT_DIRFD_RE = re.compile(r"^\w+\((\d+), \"")  # a *at() call relative to a descriptor, not AT_FDCWD
@@ -262,7 +273,7 @@ def count_ops(trace: Path, prefixes: dict[str, str], start_cwd: str) -> Counter:
             if call.endswith("<unfinished ...>"):
                 clone_args[pid] = call
                 continue
-            child = call.rsplit("=", 1)[1].strip().split(" ")[0] if "=" in call else ""
+            child = returned(call)
             if child.isdigit():
                 flags = clone_args.pop(pid, "") + call
                 cwd_of[child] = cwd if "CLONE_FS" in flags else [cwd[0]]
@@ -283,10 +294,8 @@ def count_ops(trace: Path, prefixes: dict[str, str], start_cwd: str) -> Counter:
             path = os.path.normpath(os.path.join(base, path))
         if name == "chdir" and call.rstrip().endswith("= 0"):
             cwd[0] = path
-        if name == "openat" and "=" in call:
-            result = call.rsplit("=", 1)[1].strip().split(" ")[0]
-            if result.isdigit():
-                fds[int(result)] = path
+        if name == "openat" and returned(call).isdigit():
+            fds[int(returned(call))] = path
         for label, prefix in prefixes.items():
             if path.startswith(prefix):
                 counts[label] += 1
